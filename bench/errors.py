@@ -1,0 +1,26 @@
+"""The one exception type a user sees: bad input, reported as one line with exit code 2."""
+
+
+class UserError(Exception):
+    """Bad input from the user (a suite file, a CLI option, a results file).
+
+    The CLI prints ``str(error)`` on one line and exits with code 2; nothing else is printed.
+    The message names where (file, key), the value, and what is allowed.
+    """
+
+
+class ConfigError(UserError):
+    """A configuration value that is not allowed.
+
+    Raised by config validation without knowing the file; the suite loader adds the file and
+    section in front with :meth:`at`.
+    """
+
+    def __init__(self, key: str, value: object, allowed: str):
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{key} = {value!r}: {allowed}")
+
+    def at(self, where: str) -> UserError:
+        return UserError(f"{where} {self}")

@@ -1,0 +1,1 @@
+"""Workload families. ``catalog`` is torch-free; ``workload.build`` makes the torch objects."""

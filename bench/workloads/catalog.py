@@ -1,0 +1,123 @@
+"""What each workload offers: named sizes, data sources, defaults and parameter counts.
+
+Torch-free on purpose: suite validation, ``bench list`` and ``--dry-run`` read this without paying
+for ``import torch``. The models themselves live in ``mlp.py`` and ``gpt.py``; a test checks that
+:func:`num_params` here equals the parameter count of the built model for every size.
+"""
+
+from dataclasses import dataclass
+
+from bench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MLPSize:
+    """Widths of the hidden layers of the MLP; input 784 (28x28), output 10 classes."""
+
+    hidden: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GPTSize:
+    """Shape of the decoder-only transformer (byte-level vocabulary of 256)."""
+
+    n_layer: int
+    n_head: int
+    d_model: int
+    seq_len: int
+    """Default context length (tokens per sequence) for this size; a suite may set ``seq_len``."""
+
+
+MLP_IN = 28 * 28
+MLP_OUT = 10
+GPT_VOCAB = 256  # byte-level tokens
+
+# The tutorial's network is 784 -> 512 -> 256 -> 10: that is `base`, exactly. Other sizes scale the
+# width (x1/8 ... x4) and, from `xl` on, the depth.
+MLP_SIZES: dict[str, MLPSize] = {
+    "tiny": MLPSize(hidden=(64, 32)),
+    "small": MLPSize(hidden=(256, 128)),
+    "base": MLPSize(hidden=(512, 256)),
+    "large": MLPSize(hidden=(1024, 512)),
+    "xl": MLPSize(hidden=(2048, 1024, 512)),
+    "xxl": MLPSize(hidden=(4096, 4096, 2048, 1024)),
+}
+
+# Shapes follow GPT-2 (small 12x768, medium 24x1024, large 36x1280, xl 48x1600) with a byte-level
+# vocabulary, so `xl` has about 1.5B parameters; `tiny`, `mini` and `small` are nanoGPT-style toys.
+GPT_SIZES: dict[str, GPTSize] = {
+    "tiny": GPTSize(n_layer=2, n_head=4, d_model=128, seq_len=64),
+    "mini": GPTSize(n_layer=4, n_head=4, d_model=256, seq_len=128),
+    "small": GPTSize(n_layer=6, n_head=6, d_model=384, seq_len=256),
+    "base": GPTSize(n_layer=12, n_head=12, d_model=768, seq_len=1024),
+    "medium": GPTSize(n_layer=24, n_head=16, d_model=1024, seq_len=1024),
+    "large": GPTSize(n_layer=36, n_head=20, d_model=1280, seq_len=1024),
+    "xl": GPTSize(n_layer=48, n_head=25, d_model=1600, seq_len=1024),
+}
+
+
+@dataclass(frozen=True)
+class WorkloadInfo:
+    name: str
+    description: str
+    sizes: dict[str, MLPSize | GPTSize]
+    default_size: str
+    default_batch_size: int
+    data: tuple[str, ...]
+    """Allowed values of the ``data`` key; the first is the default."""
+    language: bool
+    """A language model: throughput is also reported in tokens/s; ``seq_len`` applies."""
+
+
+WORKLOADS: dict[str, WorkloadInfo] = {
+    "mlp": WorkloadInfo(
+        name="mlp",
+        description="the tutorial's MLP (784-512-256-10, ReLU, log-softmax) on handwritten digits",
+        sizes=MLP_SIZES,
+        default_size="base",
+        default_batch_size=64,
+        # auto: MNIST when present under the data root, else scikit-learn's bundled digits.
+        data=("auto", "mnist", "digits", "synthetic"),
+        language=False,
+    ),
+    "gpt": WorkloadInfo(
+        name="gpt",
+        description="decoder-only transformer (pre-LayerNorm, SDPA) on byte-level text",
+        sizes=GPT_SIZES,
+        default_size="mini",
+        default_batch_size=16,
+        # auto = stdlib: the Python standard library's own source files; text: a file you name.
+        data=("auto", "stdlib", "text", "synthetic"),
+        language=True,
+    ),
+}
+
+
+def workload_info(name: str) -> WorkloadInfo:
+    if name not in WORKLOADS:
+        raise ConfigError("workload", name, f"allowed: {', '.join(WORKLOADS)}")
+    return WORKLOADS[name]
+
+
+def size_of(workload: str, size: str) -> MLPSize | GPTSize:
+    sizes = workload_info(workload).sizes
+    if size not in sizes:
+        raise ConfigError("model_size", size, f"allowed for {workload}: {', '.join(sizes)}")
+    return sizes[size]
+
+
+def num_params(workload: str, size: str, seq_len: int | None = None, tied: bool = True) -> int:
+    """Exact parameter count of the model the worker builds (checked against torch in tests)."""
+    shape = size_of(workload, size)
+    if isinstance(shape, MLPSize):
+        widths = (MLP_IN, *shape.hidden, MLP_OUT)
+        return sum(w_in * w_out + w_out for w_in, w_out in zip(widths, widths[1:]))
+    d, n_layer = shape.d_model, shape.n_layer
+    ctx = seq_len or shape.seq_len
+    # Per block: two LayerNorms (2d each), attention qkv (3d^2 + 3d) and projection (d^2 + d),
+    # MLP d -> 4d -> d (8d^2 + 5d). Plus token and position embeddings, final LayerNorm, and the
+    # output head (shares the token embedding when tied; it has no bias).
+    per_block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (8 * d * d + 5 * d)
+    embeddings = GPT_VOCAB * d + ctx * d
+    head = 0 if tied else GPT_VOCAB * d
+    return n_layer * per_block + embeddings + 2 * d + head

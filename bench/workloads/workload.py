@@ -1,0 +1,57 @@
+"""The interface between the worker and a workload family, and the dispatch to build one."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.config import Case
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """Names the data a record measured, so that two records can be checked to match."""
+
+    name: str
+    """Source actually used: mnist, digits, stdlib, text or synthetic."""
+    num_train: int
+    """Training examples (tokens for text corpora)."""
+    num_val: int
+    """Held-out examples (tokens for text corpora)."""
+    sha256: str
+    """SHA-256 of the data's content (for synthetic data: of its generating recipe)."""
+    path: str | None = None
+    """Where it was read from, if from disk."""
+
+
+@dataclass
+class Workload:
+    """Everything the worker needs to run training steps of one case.
+
+    ``model(x)`` returns the output that ``loss_fn(output, y)`` turns into a scalar loss.
+    ``next_batch()`` returns ``(x, y)`` already on the device (floating inputs in ``dtype``); it
+    does not synchronise with the device.
+    """
+
+    model: nn.Module
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    evaluate: Callable[[nn.Module], dict[str, float]]
+    """Held-out evaluation of a model (eval mode, no grad); keys as in docs/RESULTS.md."""
+    samples_per_step: int
+    tokens_per_step: int | None
+    data: DataInfo
+
+
+def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
+    """Build the case's workload on ``device`` with parameters and float inputs in ``dtype``."""
+    if case.workload == "mlp":
+        from bench.workloads import mlp
+
+        return mlp.build(case, device, dtype)
+    if case.workload == "gpt":
+        from bench.workloads import gpt
+
+        return gpt.build(case, device, dtype)
+    raise AssertionError(f"unvalidated workload {case.workload!r}")
