@@ -1,0 +1,186 @@
+"""Data sources of the workloads: real data read from disk, split and hashed, as CPU tensors.
+
+Each source returns its train and validation tensors together with a :class:`DataInfo` that names
+what was read (source, sizes, SHA-256 of the content, path). The workload modules move the tensors
+to the device once; synthetic data is made there too, from a recipe named in its ``DataInfo``.
+
+Images come out as float32 ``(N, 1, 28, 28)`` normalised like the PyTorch MNIST example; text
+comes out as uint8 byte tokens (a byte-level vocabulary of 256, ``catalog.GPT_VOCAB``).
+"""
+
+import hashlib
+import os
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bench.workloads.workload import DataInfo
+
+# MNIST's training-set pixel mean and standard deviation, as the PyTorch MNIST example normalises
+# with ``transforms.Normalize((0.1307,), (0.3081,))`` (pytorch/examples, mnist/main.py).
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+IMAGE_SIDE = 28
+DIGITS_VAL_FRACTION = 0.2
+# The digits split must not move with the case seed: every case trains on the same 1437 images.
+DIGITS_SPLIT_SEED = 0
+TEXT_TRAIN_FRACTION = 0.9
+DATA_ROOT_ENV = "BENCH_DATA_ROOT"
+
+
+@dataclass(frozen=True)
+class ImageSplits:
+    """Images ``(N, 1, 28, 28)`` float32, normalised; labels ``(N,)`` int64 in 0..9; on the CPU."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    info: DataInfo
+
+
+@dataclass(frozen=True)
+class TokenSplits:
+    """Byte tokens ``(N,)`` uint8 on the CPU; ``val`` is the text's last 10%, ``train`` the rest."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    info: DataInfo
+
+
+def data_root(data_path: str | None) -> Path:
+    """Where MNIST lives: ``data_path`` if given, else ``$BENCH_DATA_ROOT``, else a user cache."""
+    if data_path is not None:
+        return Path(data_path).expanduser()
+    if os.environ.get(DATA_ROOT_ENV):
+        return Path(os.environ[DATA_ROOT_ENV]).expanduser()
+    return Path("~/.cache/bench/data").expanduser()
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] -> zero mean, unit variance by MNIST's statistics."""
+    return (images - MNIST_MEAN) / MNIST_STD
+
+
+def digits() -> ImageSplits:
+    """scikit-learn's bundled handwritten digits (1,797 8x8 scans), made to look like MNIST.
+
+    Pixels 0..16 are scaled to [0, 1], upsampled bilinearly to 28x28 and normalised with MNIST's
+    statistics. A permutation fixed by seed 0 holds out its last 20%: 1437 train, 360 validation.
+    """
+    from sklearn.datasets import load_digits  # ~1 s import; only the mlp workload needs it
+
+    raw = load_digits()
+    pixels = torch.tensor(raw.images, dtype=torch.float32) / 16.0  # (N, 8, 8), 16 = white
+    labels = torch.tensor(raw.target, dtype=torch.int64)  # (N,)
+    images = F.interpolate(
+        pixels.unsqueeze(1), size=(IMAGE_SIDE, IMAGE_SIDE), mode="bilinear", align_corners=False
+    )  # (N, 1, 28, 28)
+    images = normalize(images)
+    num = len(labels)
+    num_train = int(num * (1 - DIGITS_VAL_FRACTION))
+    perm = torch.randperm(num, generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
+    train, val = perm[:num_train], perm[num_train:]
+    x_train, y_train = images[train].contiguous(), labels[train]
+    x_val, y_val = images[val].contiguous(), labels[val]
+    # Hash what is trained on (after resizing and normalising), so that a change of the
+    # preprocessing changes the hash too.
+    sha = _sha256(x_train, y_train, x_val, y_val)
+    info = DataInfo("digits", num_train=num_train, num_val=num - num_train, sha256=sha)
+    return ImageSplits(x_train, y_train, x_val, y_val, info)
+
+
+def mnist_present(root: str | Path) -> bool:
+    """Whether torchvision finds MNIST (both splits) under ``root``; never downloads."""
+    from torchvision.datasets import MNIST
+
+    try:
+        MNIST(root, train=True, download=False)
+        MNIST(root, train=False, download=False)
+    except RuntimeError:  # torchvision's "Dataset not found"
+        return False
+    return True
+
+
+def mnist(root: str | Path) -> ImageSplits:
+    """MNIST from ``root`` (torchvision's layout): the official 60k train and 10k test images.
+
+    Downloads only if absent, which needs a network; the error then says what to do offline.
+    """
+    from torchvision.datasets import MNIST
+
+    try:
+        train, test = MNIST(root, train=True), MNIST(root, train=False)
+    except RuntimeError:
+        try:
+            train = MNIST(root, train=True, download=True)
+            test = MNIST(root, train=False, download=True)
+        except (RuntimeError, OSError) as error:  # torchvision's, or urllib's URLError
+            raise RuntimeError(
+                f"MNIST is not under {root} and downloading it failed ({_first_line(error)}); "
+                f"put it there (torchvision's MNIST layout), set data_path or ${DATA_ROOT_ENV}, "
+                'or use data = "digits", which works offline'
+            ) from error
+    # Hash the stored bytes (uint8 pixels and labels): the preprocessing below is fixed code.
+    sha = _sha256(train.data, train.targets, test.data, test.targets)
+    info = DataInfo(
+        "mnist", num_train=len(train.targets), num_val=len(test.targets), sha256=sha, path=str(root)
+    )
+    x_train, x_val = _mnist_images(train.data), _mnist_images(test.data)
+    return ImageSplits(x_train, train.targets.long(), x_val, test.targets.long(), info)
+
+
+def stdlib_corpus() -> TokenSplits:
+    """The Python standard library's own source as bytes: real code text present on any machine.
+
+    The ``.py`` files directly in the stdlib directory (not its packages), sorted by name and
+    joined with newlines; the first 90% trains, the last 10% validates.
+    """
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in root.iterdir() if p.suffix == ".py" and p.is_file())
+    blob = b"\n".join(p.read_bytes() for p in files)
+    assert blob, f"no .py files in {root}"  # a Python without its stdlib cannot run this
+    return _split_text("stdlib", blob, str(root))
+
+
+def text_file(path: str | Path) -> TokenSplits:
+    """A user's text file as bytes; the first 90% trains, the last 10% validates."""
+    try:
+        blob = Path(path).expanduser().read_bytes()
+    except OSError as error:
+        raise RuntimeError(f"cannot read the text file {path}: {error.strerror}") from error
+    if not blob:
+        raise RuntimeError(f"the text file {path} is empty")
+    return _split_text("text", blob, str(path))
+
+
+def _split_text(name: str, blob: bytes, path: str) -> TokenSplits:
+    tokens = torch.frombuffer(bytearray(blob), dtype=torch.uint8)  # (N,), one token per byte
+    num_train = int(len(tokens) * TEXT_TRAIN_FRACTION)
+    info = DataInfo(
+        name,
+        num_train=num_train,
+        num_val=len(tokens) - num_train,
+        sha256=hashlib.sha256(blob).hexdigest(),
+        path=path,
+    )
+    return TokenSplits(tokens[:num_train], tokens[num_train:], info)
+
+
+def _mnist_images(data: torch.Tensor) -> torch.Tensor:
+    return normalize(data.float().unsqueeze(1) / 255.0)  # (N, 28, 28) uint8 -> (N, 1, 28, 28)
+
+
+def _sha256(*tensors: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
