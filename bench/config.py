@@ -19,7 +19,13 @@ from bench.errors import ConfigError
 from bench.workloads.catalog import GPTSize, size_of, workload_info
 
 PRECISIONS = ("fp32", "bf16", "amp-bf16")
-COMPILE_MODES = ("eager", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES = (
+    "eager",
+    "default",
+    "reduce-overhead",
+    "max-autotune",
+    "max-autotune-no-cudagraphs",
+)
 # Modes whose torch preset turns on CUDA graphs (torch._inductor.list_mode_options).
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -102,7 +108,7 @@ class Case:
         _choice("compile", self.compile, COMPILE_MODES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("device", self.device, DEVICES)
-        _choice(f"data (for {self.workload})", self.data, info.data)
+        _choice("data", self.data, info.data, f"allowed for {self.workload}")
         if self.model_size is not None:
             size_of(self.workload, self.model_size)
         for key in ("batch_size", "seq_len", "threads", "eval_batches"):
@@ -120,13 +126,15 @@ class Case:
         if self.ci_target >= 1:
             raise ConfigError("ci_target", self.ci_target, "a fraction: 0 < ci_target < 1")
         if self.max_steps < self.min_steps:
-            raise ConfigError("max_steps", self.max_steps, f"must be >= min_steps ({self.min_steps})")
+            raise ConfigError(
+                "max_steps", self.max_steps, f"must be >= min_steps ({self.min_steps})"
+            )
         if self.max_time_s < self.min_time_s:
             raise ConfigError(
                 "max_time_s", self.max_time_s, f"must be >= min_time_s ({self.min_time_s})"
             )
         if self.data == "text" and self.data_path is None:
-            raise ConfigError("data", self.data, 'needs data_path (the text file to train on)')
+            raise ConfigError("data", self.data, "needs data_path (the text file to train on)")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Case":
@@ -134,7 +142,9 @@ class Case:
         known = {f.name for f in fields(cls)}
         for key in values:
             if key not in known:
-                raise ConfigError(key, values[key], f"unknown key; allowed: {', '.join(sorted(known))}")
+                raise ConfigError(
+                    key, values[key], f"unknown key; allowed: {', '.join(sorted(known))}"
+                )
         case = cls(**values)
         info = workload_info(case.workload)
         resolved: dict[str, Any] = {
@@ -147,7 +157,9 @@ class Case:
             assert isinstance(shape, GPTSize)
             resolved["seq_len"] = case.seq_len or shape.seq_len
             resolved["eval_batches"] = case.eval_batches or 20
-            resolved["tie_embeddings"] = True if case.tie_embeddings is None else case.tie_embeddings
+            resolved["tie_embeddings"] = (
+                True if case.tie_embeddings is None else case.tie_embeddings
+            )
         else:
             resolved.update({key: None for key in LANGUAGE_ONLY_KEYS})
         return dataclasses.replace(case, **resolved)
@@ -169,15 +181,15 @@ class Case:
         """Why this case cannot run on its device, known before any process starts."""
         if self.device == "cpu" and self.compile in CUDAGRAPH_MODES:
             return (
-                f"compile mode {self.compile!r} uses CUDA graphs, which need a CUDA device; "
-                "on CPU use 'max-autotune-no-cudagraphs' or 'default'"
+                f"compile mode {self.compile!r} uses CUDA graphs, which need a CUDA device "
+                "(on CPU: 'max-autotune-no-cudagraphs')"
             )
         return None
 
 
-def _choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+def _choice(key: str, value: object, allowed: tuple[str, ...], label: str = "allowed") -> None:
     if value not in allowed:
-        raise ConfigError(key, value, f"allowed: {', '.join(allowed)}")
+        raise ConfigError(key, value, f"{label}: {', '.join(allowed)}")
 
 
 def _int(key: str, value: object) -> None:

@@ -23,9 +23,9 @@ from rich.console import Console
 
 from bench.errors import UserError
 from bench.report.frame import aggregate, records_frame, speedup_vs_reference, varying_axes
-from bench.report.load import find_latest_runs, read_records
 from bench.report.report import build_report
 from bench.report.tables import render_markdown, render_terminal
+from bench.store import find_latest_runs, read_records
 
 RESULTS = Path(__file__).parent / "fixtures" / "report" / "results"
 COMPILE_RUN = RESULTS / "compile_vs_eager" / "20261128-101502"

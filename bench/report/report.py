@@ -8,8 +8,8 @@ from rich.console import Console
 
 from bench.errors import UserError
 from bench.report.frame import aggregate, records_frame
-from bench.report.load import read_records
 from bench.report.tables import render_markdown, render_terminal
+from bench.store import read_records
 
 REPORT_FILE = "report.md"
 

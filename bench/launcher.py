@@ -1,0 +1,136 @@
+"""Process isolation: every (case, repeat) runs in a fresh process, with a timeout.
+
+Processes come from a multiprocessing *fork server* that has imported torch and the worker but
+never touched CUDA or compiled anything. Forking from it gives each case a fresh process (its own
+allocator, dynamo and inductor in-memory caches, CUDA context and NVML view) for a few tens of
+milliseconds instead of the seconds that ``import torch`` costs a new interpreter.
+
+A worker that crashes, runs out of memory or passes its timeout becomes a result with a status and
+the last lines of its log; the sweep goes on. This module does not import torch.
+"""
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import Case
+
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Job:
+    case: Case
+    repeat: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.case.id}-r{self.repeat}"
+
+
+class Launcher:
+    """Runs jobs in processes forked from one fork server (started on first use)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["bench.worker"])
+
+    def run(self, job: Job) -> dict[str, Any]:
+        """Run one job to its end and return the worker's result, with ``timing`` filled in."""
+        result_path = self.run_dir / "logs" / f"{job.name}.result.json"
+        log_path = self.run_dir / "logs" / f"{job.name}.log"
+        args = (job.case.to_dict(), str(result_path), str(log_path))
+        return self._call(_run_worker, args, result_path, log_path, job.case.timeout_s)
+
+    def _call(
+        self,
+        target: Callable[..., None],
+        args: tuple[Any, ...],
+        result_path: Path,
+        log_path: Path,
+        timeout_s: float,
+    ) -> dict[str, Any]:
+        launched = time.time()
+        process = self._context.Process(target=target, args=(*args, launched), daemon=True)
+        process.start()
+        try:
+            process.join(timeout_s)
+            timed_out = process.is_alive()
+        finally:
+            # Always reap the worker's process group: on a timeout, on Ctrl-C, and after a normal
+            # exit too (inductor's compile workers outlive a worker that exits with os._exit).
+            _kill_group(process.pid)
+            process.join()
+        wall_s = time.time() - launched
+        if timed_out:
+            result = {
+                "status": "timeout",
+                "reason": f"killed after timeout_s = {timeout_s:g} s\n{_tail(log_path)}".rstrip(),
+            }
+        elif result_path.exists():
+            result = json.loads(result_path.read_text())
+            result_path.unlink()
+        else:
+            result = {"status": "error", "reason": _exit_reason(process.exitcode, log_path)}
+        timing = result.setdefault("timing", {})
+        timing["wall_s"] = wall_s
+        return result
+
+    def collect_env(self, repo: Path) -> dict[str, Any]:
+        """The environment as a forked worker sees it, so it describes the torch that cases use."""
+        result_path = self.run_dir / "logs" / "env.result.json"
+        result = self._call(
+            _write_env, (str(repo), str(result_path)), result_path, result_path, 120
+        )
+        result.pop("timing")
+        return result
+
+
+# Process targets. They import the worker inside the child (where the fork server has already
+# imported it), so that the launcher's own process never imports torch.
+def _run_worker(*args: Any) -> None:
+    from bench import worker
+
+    worker.main(*args)
+
+
+def _write_env(repo: str, result_path: str, launched_at: float) -> None:
+    from bench.env import collect
+    from bench.store import write_json
+
+    write_json(Path(result_path), collect(Path(repo)))
+
+
+def _kill_group(pid: int | None) -> None:
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is gone already (or never formed: the worker died before setpgrp)
+
+
+def _exit_reason(exitcode: int | None, log_path: Path) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        why = f"worker killed by signal {name}"
+        if name == "SIGKILL":
+            why += " (by someone else: possibly the kernel's out-of-memory killer)"
+    else:
+        why = f"worker exited with code {exitcode} without a result"
+    return f"{why}\n{_tail(log_path)}".rstrip()
+
+
+def _tail(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(errors="replace").rstrip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-LOG_TAIL_LINES:])

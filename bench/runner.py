@@ -1,0 +1,202 @@
+"""A sweep: schedule the (case, repeat) jobs, run each through the launcher, append the records.
+
+Repeats are interleaved across cases (round r runs every case's repeat r: A B C A B C ...), or in
+a seeded random order within each round, so that drift of the machine spreads over all cases
+instead of biasing one. The run directory's manifest holds everything needed to resume.
+"""
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import bench
+from bench.config import RUN_LENGTH_KEYS, Case
+from bench.launcher import Job, Launcher
+from bench.statistics import median, relative_spread
+from bench.store import (
+    ENV,
+    MANIFEST,
+    SCHEMA,
+    RecordWriter,
+    new_run_dir,
+    read_json,
+    read_records,
+    write_json,
+)
+from bench.suite import Suite
+
+Order = Literal["interleaved", "random"]
+PROJECT_ROOT = Path(bench.__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    device: str
+    overrides: dict[str, Any]
+    order: Order = "interleaved"
+    seed: int = 0
+
+
+def create_run(results: Path, suite: Suite, cases: list[Case], options: RunOptions) -> Path:
+    """Make the run directory and its manifest; nothing runs yet."""
+    run_dir = new_run_dir(results, suite.name)
+    write_json(
+        run_dir / MANIFEST,
+        {
+            "schema": SCHEMA,
+            "suite": suite.name,
+            "description": suite.description,
+            "suite_path": str(suite.path),
+            "device": options.device,
+            "overrides": options.overrides,
+            "order": options.order,
+            "seed": options.seed,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cases": [case.to_dict() for case in cases],
+        },
+    )
+    return run_dir
+
+
+def schedule(cases: list[Case], order: Order, seed: int) -> list[Job]:
+    rng = random.Random(seed)
+    jobs = []
+    for repeat in range(max(case.repeats for case in cases)):
+        round_ = [Job(case, repeat) for case in cases if case.repeats > repeat]
+        if order == "random":
+            rng.shuffle(round_)
+        jobs += round_
+    return jobs
+
+
+def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
+    """Run every job of the run that has no record yet; return all of the run's records."""
+    manifest = read_json(run_dir / MANIFEST)
+    cases = [Case(**values) for values in manifest["cases"]]
+    done = set()
+    if (run_dir / "records.jsonl").exists():
+        done = {(r["case_id"], r["repeat"]) for r in read_records(run_dir)}
+    jobs = [
+        job
+        for job in schedule(cases, manifest["order"], manifest["seed"])
+        if (job.case.id, job.repeat) not in done
+    ]
+    labels = case_labels(cases)
+    launcher = Launcher(run_dir)
+    if not (run_dir / ENV).exists():
+        write_json(run_dir / ENV, launcher.collect_env(PROJECT_ROOT))
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with RecordWriter(run_dir) as writer, Progress(*columns, console=console) as progress:
+        task = progress.add_task("starting", total=len(jobs))
+        for index, job in enumerate(jobs, start=1):
+            label = f"{labels[job.case.id]} r{job.repeat}"
+            progress.update(task, description=f"[{index}/{len(jobs)}] {label}")
+            if reason := job.case.skip_reason():
+                result: dict[str, Any] = {"status": "skipped", "reason": reason}
+            else:
+                result = launcher.run(job)
+            record = make_record(run_dir.name, manifest["suite"], job, result)
+            writer.append(record)
+            progress.console.print(f"[{index}/{len(jobs)}] {label}: {describe(record)}")
+            progress.advance(task)
+    return read_records(run_dir)
+
+
+def make_record(run_id: str, suite: str, job: Job, result: dict[str, Any]) -> dict[str, Any]:
+    timing = dict(result.get("timing", {}))
+    measured = ("first_step_s", "warmup_s", "window_s", "eval_s")
+    if "wall_s" in timing and all(key in timing for key in measured):
+        # What a case costs beyond its training steps: process start, set-up, teardown.
+        timing["fixed_s"] = timing["wall_s"] - sum(timing[key] for key in measured)
+    return {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "suite": suite,
+        "case_id": job.case.id,
+        "repeat": job.repeat,
+        "status": result["status"],
+        "reason": result.get("reason"),
+        "config": job.case.to_dict(),
+        "runtime": result.get("runtime", {}),
+        "metrics": result.get("metrics", {}),
+        "samples": result.get("samples", {}),
+        "flags": result.get("flags", []),
+        "timing": timing,
+    }
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line for the terminal: status, median step time with its CI, throughput."""
+    if record["status"] != "ok":
+        last_line = (record["reason"] or "").strip().splitlines()[-1:] or [""]
+        return f"[yellow]{record['status']}[/]: {last_line[0]}"
+    metrics = record["metrics"]
+    step = metrics["step_time_s"]
+    ci = ""
+    if step["ci95_low"] is not None:
+        ci = f" (95% CI {step['ci95_low'] * 1e3:.3g}-{step['ci95_high'] * 1e3:.3g})"
+    rate = f"{metrics['samples_per_s']:,.0f} samples/s"
+    if metrics.get("tokens_per_s"):
+        rate += f", {metrics['tokens_per_s']:,.0f} tokens/s"
+    flags = f" [red]{', '.join(record['flags'])}[/]" if record["flags"] else ""
+    return f"[green]ok[/] {step['median'] * 1e3:.3g} ms/step{ci}, n={step['n']}, {rate}{flags}"
+
+
+def case_labels(cases: list[Case]) -> dict[str, str]:
+    """A short label per case made of the settings that vary across the sweep."""
+    measured = [case.measured() for case in cases]
+    # A key varies when it takes two values other than None: workload-specific keys are None on
+    # the other workloads, and that alone tells nothing the workload does not.
+    keys = [k for k in measured[0] if len({repr(m[k]) for m in measured if m[k] is not None}) > 1]
+    keys = keys or ["workload", "model_size"]
+    return {case.id: " ".join(f"{k}={m[k]}" for k in keys) for case, m in zip(cases, measured)}
+
+
+def unresolved_comparisons(records: list[dict[str, Any]]) -> list[str]:
+    """Warnings for pairs of cases that differ in one setting by less than their repeats spread.
+
+    Such a pair is what the suite asks to resolve, and the machine's noise hides the difference.
+    """
+    by_case: dict[str, list[float]] = {}
+    configs: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record["status"] == "ok":
+            by_case.setdefault(record["case_id"], []).append(
+                record["metrics"]["step_time_s"]["median"]
+            )
+            configs[record["case_id"]] = {
+                k: v for k, v in record["config"].items() if k not in RUN_LENGTH_KEYS
+            }
+    labels = {case_id: _label(configs[case_id]) for case_id in configs}
+    warnings = []
+    for a, b in combinations(sorted(by_case), 2):
+        differing = [k for k in configs[a] if configs[a][k] != configs[b].get(k)]
+        if len(differing) != 1 or min(len(by_case[a]), len(by_case[b])) < 2:
+            continue
+        spread = max(relative_spread(by_case[a]), relative_spread(by_case[b]))
+        difference = abs(median(by_case[a]) / median(by_case[b]) - 1)
+        if difference < spread:
+            key = differing[0]
+            warnings.append(
+                f"{key}={configs[a][key]} vs {key}={configs[b][key]} ({labels[a]}): step times "
+                f"differ by {difference:.1%} but repeats spread {spread:.1%}; "
+                "rerun with more --repeats to resolve it"
+            )
+    return warnings
+
+
+def _label(config: dict[str, Any]) -> str:
+    return f"{config['workload']} {config['model_size']} batch {config['batch_size']}"

@@ -1,0 +1,245 @@
+"""Suite files: load and validate a TOML sweep, and expand it into cases.
+
+A suite (docs/SUITES.md) has ``[suite]`` (name, description), ``[base]`` (settings of every case),
+``[matrix]`` (axes to cross), ``exclude`` and ``include`` lists with GitHub Actions' matrix
+semantics, and per-device overrides ``[device.cpu]`` / ``[device.cuda]`` (settings that replace
+``[base]``), optional ``[device.<name>.matrix]`` axes (replacing ``[matrix]`` axes) and
+``[[device.<name>.include]]`` / ``exclude`` entries (added to the suite's).
+Everything is checked before anything runs; every error names the file, the section, the key, the
+value and what is allowed.
+"""
+
+import itertools
+import tomllib
+import warnings
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bench.config import DEVICES, LANGUAGE_ONLY_KEYS, Case
+from bench.errors import ConfigError, UserError
+
+CASE_KEYS = tuple(f.name for f in fields(Case) if f.name != "device")
+_TOP_KEYS = ("suite", "base", "matrix", "include", "exclude", "device")
+_SUITE_KEYS = ("name", "description")
+_DEVICE_TABLES = ("matrix", "include", "exclude")
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    name: str
+    description: str
+    base: dict[str, Any] = field(default_factory=dict)
+    matrix: dict[str, list[Any]] = field(default_factory=dict)
+    include: list[dict[str, Any]] = field(default_factory=list)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per device: settings replacing ``base``, and under ``matrix`` axes replacing ``matrix``."""
+
+
+def resolve_path(name: str) -> Path:
+    """``suites/x`` or ``suites/x.toml`` -> the file; a clear error when neither exists."""
+    path = Path(name)
+    candidates = [path] if path.suffix == ".toml" else [path.with_name(path.name + ".toml"), path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"{name}: no such suite file (looked for {', '.join(map(str, candidates))})")
+
+
+def load(name: str) -> Suite:
+    path = resolve_path(name)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: not valid TOML: {error}") from None
+
+    def fail(where: str, key: str, value: object, allowed: str) -> UserError:
+        return ConfigError(key, value, allowed).at(f"{path}: {where}")
+
+    _check_keys(raw, _TOP_KEYS, path, "top level", fail)
+    meta = _table(raw, "suite", path)
+    _check_keys(meta, _SUITE_KEYS, path, "[suite]", fail)
+    name_value = meta.get("name", path.stem)
+    if not isinstance(name_value, str) or not name_value.strip():
+        raise fail("[suite]", "name", name_value, "must be a non-empty string")
+    base = _table(raw, "base", path)
+    _check_keys(base, CASE_KEYS, path, "[base]", fail)
+    matrix = _matrix(raw, "matrix", path, fail)
+    devices: dict[str, dict[str, Any]] = {}
+    for device, table in _table(raw, "device", path).items():
+        if device not in DEVICES:
+            raise fail("[device]", device, table, f"unknown device; allowed: {', '.join(DEVICES)}")
+        if not isinstance(table, dict):
+            raise fail("[device]", device, table, "must be a table")
+        where = f"[device.{device}]"
+        settings = {k: v for k, v in table.items() if k not in _DEVICE_TABLES}
+        _check_keys(settings, CASE_KEYS, path, where, fail)
+        devices[device] = {
+            **settings,
+            "matrix": _matrix(table, "matrix", path, fail, where),
+            **{key: _entries(table, key, path, fail, where) for key in ("include", "exclude")},
+        }
+    lists = {key: _entries(raw, key, path, fail) for key in ("include", "exclude")}
+    all_axes = set(matrix).union(*(table["matrix"] for table in devices.values()))
+    checks = [("[[exclude]]", lists["exclude"], all_axes)] + [
+        (f"[[device.{d}.exclude]]", table["exclude"], set(matrix) | set(table["matrix"]))
+        for d, table in devices.items()
+    ]
+    for where, entries, axes in checks:
+        for entry in entries:
+            for key in entry:
+                if key not in axes:
+                    raise fail(where, key, entry[key], "exclude may only name matrix axes")
+    return Suite(
+        path, name_value, meta.get("description", ""), base, matrix, **lists, devices=devices
+    )
+
+
+def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -> list[Case]:
+    """The suite's cases on ``device``, with ``overrides`` (from ``--set``) applied last.
+
+    An override whose value is a list makes (or replaces) a matrix axis; a scalar one pins the key
+    in every case.
+    """
+    overrides = overrides or {}
+    device_table = suite.devices.get(device, {})
+    settings = {k: v for k, v in device_table.items() if k not in _DEVICE_TABLES}
+    base = {**suite.base, **settings}
+    matrix = {**suite.matrix, **device_table.get("matrix", {})}
+    exclude = suite.exclude + device_table.get("exclude", [])
+    include = suite.include + device_table.get("include", [])
+    where = {key: "[base]" for key in suite.base}
+    where.update({key: f"[device.{device}]" for key in settings})
+    where.update({key: "[matrix]" for key in suite.matrix})
+    where.update({key: f"[device.{device}.matrix]" for key in device_table.get("matrix", {})})
+    pinned = {}
+    for key, value in overrides.items():
+        where[key] = "--set"
+        if isinstance(value, list):
+            if not value:
+                raise UserError(f"--set {key}=[]: an axis needs at least one value")
+            matrix[key] = value
+        else:
+            matrix.pop(key, None)
+            pinned[key] = value
+
+    combos = _combinations(matrix, exclude, include)
+    if not combos:
+        raise UserError(f"{suite.path}: the matrix expands to no cases (every one is excluded)")
+    cases: dict[str, Case] = {}
+    for combo in combos:
+        values = {**base, **combo, **pinned, "device": device}
+        try:
+            case = Case.from_dict(values)
+        except ConfigError as error:
+            source = where.get(error.key, "[[include]]" if error.key in combo else "defaults")
+            raise error.at(f"{suite.path}: {source}") from None
+        cases.setdefault(case.id, case)
+    _warn_unused_language_keys(suite, list(cases.values()), {**base, **pinned}, matrix)
+    return list(cases.values())
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with value read as a TOML value (``64``, ``"x"``, ``[1, 2]``, ``true``);
+    a bare word that is not TOML is taken as a string (``compile=default``)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"--set {text!r}: expected key=value, e.g. --set batch_size=128")
+    if key == "device":
+        raise UserError("--set device=...: the device is chosen with --device cpu|cuda")
+    if key not in CASE_KEYS:
+        raise UserError(f"--set {key}: unknown key; allowed: {', '.join(sorted(CASE_KEYS))}")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key, parsed
+
+
+def _combinations(
+    matrix: dict[str, list[Any]], exclude: list[dict[str, Any]], include: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Cross the axes, drop excluded combinations, then apply ``include`` as GitHub Actions does:
+    an entry extends every combination whose matrix values it does not contradict, and becomes a
+    combination of its own when it extends none."""
+    axes = list(matrix)
+    combos = [dict(zip(axes, values)) for values in itertools.product(*matrix.values())]
+    combos = [c for c in combos if not any(_matches(c, entry) for entry in exclude)]
+    originals = [dict(c) for c in combos]
+    for entry in include:
+        extended = False
+        for original, combo in zip(originals, combos):
+            if all(original[k] == v for k, v in entry.items() if k in original):
+                combo.update(entry)
+                extended = True
+        if not extended:
+            combos.append(dict(entry))
+            originals.append({})
+    return combos
+
+
+def _matches(combo: dict[str, Any], entry: dict[str, Any]) -> bool:
+    return all(combo.get(k) == v for k, v in entry.items())
+
+
+def _entries(raw, key: str, path: Path, fail, where: str = "") -> list[dict[str, Any]]:
+    label = f"[[{where[1:-1]}.{key}]]" if where else f"[[{key}]]"
+    entries = raw.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise fail(
+            where or "top level", key, entries, f"must be a list of tables ({label} entries)"
+        )
+    for entry in entries:
+        _check_keys(entry, CASE_KEYS, path, label, fail)
+    return entries
+
+
+def _table(raw: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: {key} = {value!r}: must be a table ([{key}])")
+    return value
+
+
+def _matrix(raw, key, path, fail, where="") -> dict[str, list[Any]]:
+    label = f"{where}.matrix" if where else "[matrix]"
+    label = label.replace("].matrix", ".matrix]")
+    if key not in raw:
+        return {}
+    matrix = _table(raw, key, path)
+    if not matrix:
+        raise UserError(
+            f'{path}: {label} is empty: give at least one axis, e.g. compile = ["eager", '
+            '"default"], or remove the table for a single case'
+        )
+    _check_keys(matrix, CASE_KEYS, path, label, fail)
+    for axis, values in matrix.items():
+        if not isinstance(values, list):
+            raise fail(label, axis, values, "a matrix axis is a list of values, e.g. [32, 64]")
+        if not values:
+            raise fail(label, axis, values, "an axis needs at least one value")
+    return matrix
+
+
+def _check_keys(table: dict[str, Any], allowed, path: Path, where: str, fail) -> None:
+    for key, value in table.items():
+        if key == "device" and where != "top level":
+            raise fail(where, key, value, "the device is chosen with bench run --device")
+        if key not in allowed:
+            raise fail(where, key, value, f"unknown key; allowed: {', '.join(sorted(allowed))}")
+
+
+def _warn_unused_language_keys(suite, cases, pinned, matrix) -> None:
+    if any(case.seq_len is not None for case in cases):
+        return
+    for key in LANGUAGE_ONLY_KEYS:
+        if key in pinned or key in matrix:
+            warnings.warn(
+                f"{suite.path}: {key} has no effect: no case of this suite is a language model",
+                stacklevel=2,
+            )
