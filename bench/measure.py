@@ -3,9 +3,11 @@
 Steps run in blocks. At each block boundary the timer hands over the step times it knows (on CUDA,
 those of the block before), the losses of those steps are read, and the stop rule is checked:
 
-- stop at ``max_steps`` issued steps or ``max_time_s`` seconds, whichever comes first;
-- otherwise, once at least ``min_steps`` steps and ``min_time_s`` seconds are measured, stop as
-  soon as the 95% confidence interval of the median step time lies within +-``ci_target`` of it.
+- stop at ``max_steps`` issued steps, always;
+- measure at least ``min_steps`` steps and ``min_time_s`` seconds (even past ``max_time_s``: a
+  slow step still gets enough samples for its statistics; ``timeout_s`` bounds the process);
+- then stop at ``max_time_s`` seconds, or as soon as the 95% confidence interval of the median
+  step time lies within +-``ci_target`` of it.
 
 The loss is accumulated on the device within a block and read only once the timer has seen the
 block done, so reading it never makes the host wait for the device.
@@ -58,12 +60,13 @@ def stop_reason(
 ) -> StopReason | None:
     if issued >= policy.max_steps:
         return "max_steps"
+    if len(times) < policy.min_steps or elapsed_s < policy.min_time_s:
+        return None  # the minimums come first, even past max_time_s
     if elapsed_s >= policy.max_time_s:
         return "max_time"
-    if len(times) >= policy.min_steps and elapsed_s >= policy.min_time_s:
-        half_width = summarize(times).ci_half_width
-        if half_width is not None and half_width <= policy.ci_target:
-            return "ci"
+    half_width = summarize(times).ci_half_width
+    if half_width is not None and half_width <= policy.ci_target:
+        return "ci"
     return None
 
 

@@ -138,7 +138,13 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
         except ConfigError as error:
             source = where.get(error.key, "[[include]]" if error.key in combo else "defaults")
             raise error.at(f"{suite.path}: {source}") from None
-        cases.setdefault(case.id, case)
+        kept = cases.setdefault(case.id, case)
+        if kept != case:
+            warnings.warn(
+                f"{suite.path}: two entries make case {case.id} with different run lengths; "
+                "the first one's are kept",
+                stacklevel=2,
+            )
     _warn_unused_language_keys(suite, list(cases.values()), {**base, **pinned}, matrix)
     return list(cases.values())
 
@@ -169,8 +175,12 @@ def _combinations(
     combination of its own when it extends none."""
     axes = list(matrix)
     combos = [dict(zip(axes, values)) for values in itertools.product(*matrix.values())]
+    if not axes and include:
+        combos = []  # no matrix: each include entry is a case of its own, as in GitHub Actions
     combos = [c for c in combos if not any(_matches(c, entry) for entry in exclude)]
+    # Only the matrix's own combinations are extended, never one that an include entry added.
     originals = [dict(c) for c in combos]
+    added = []
     for entry in include:
         extended = False
         for original, combo in zip(originals, combos):
@@ -178,9 +188,8 @@ def _combinations(
                 combo.update(entry)
                 extended = True
         if not extended:
-            combos.append(dict(entry))
-            originals.append({})
-    return combos
+            added.append(dict(entry))
+    return combos + added
 
 
 def _matches(combo: dict[str, Any], entry: dict[str, Any]) -> bool:

@@ -169,8 +169,8 @@ def classify_failure(error: BaseException) -> str:
 
 
 def error_tail(error: BaseException) -> str:
-    lines = "".join(traceback.format_exception(error)).rstrip().splitlines()
-    return "\n".join(lines[-ERROR_TAIL_LINES:])
+    lines = "".join(traceback.format_exception(error)).strip().splitlines()
+    return "\n".join(lines[-ERROR_TAIL_LINES:]).strip()
 
 
 def main(case_dict: dict[str, Any], result_path: str, log_path: str, launched_at: float) -> None:

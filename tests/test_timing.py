@@ -86,6 +86,8 @@ def test_stop_rule_keeps_going_while_the_interval_is_wide():
     assert stop_reason(POLICY, noisy, issued=10, elapsed_s=1.0) is None
     assert stop_reason(POLICY, noisy, issued=1000, elapsed_s=1.0) == "max_steps"
     assert stop_reason(POLICY, noisy, issued=10, elapsed_s=60.0) == "max_time"
+    # The minimum number of samples comes before the time budget.
+    assert stop_reason(POLICY, noisy[:8], issued=8, elapsed_s=60.0) is None
 
 
 def test_block_steps_aims_at_a_quarter_second():
@@ -102,7 +104,9 @@ def test_window_runs_exactly_max_steps_and_averages_losses_per_block():
         return torch.tensor(float(next(losses))) * 1.0
 
     policy = WindowPolicy(min_steps=100, max_steps=7, min_time_s=0, max_time_s=60, ci_target=0.01)
-    result = run_window(step, HostTimer(), policy, steps_per_block=3, loss_device=torch.device("cpu"))
+    result = run_window(
+        step, HostTimer(), policy, steps_per_block=3, loss_device=torch.device("cpu")
+    )
     assert result.stop_reason == "max_steps"
     assert len(result.step_times_s) == 7
     # Blocks of 3, 3, 1 steps with losses 1..7: means 2, 5 and 7.

@@ -1,4 +1,4 @@
-"""The workloads: parameter counts against the catalog, data splits and hashes, and real training."""
+"""Workloads: parameter counts against the catalog, data splits and hashes, real training."""
 
 import hashlib
 import math
