@@ -65,7 +65,8 @@ def test_path_with_or_without_extension(tmp_path):
         ),
         (
             "[base]\nworkload = 'gpt'\nmodel_size = 'huge'\n",
-            "[base] model_size = 'huge': allowed for gpt: tiny, mini, small, base, medium, large, xl",
+            "[base] model_size = 'huge': allowed for gpt: tiny, mini, small, base, medium, "
+            "large, xl",
         ),
         (
             "[base]\nworkload = 'gpt'\ndata = 'digits'\n",
