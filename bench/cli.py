@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
-    console = Console()
+    # Not a terminal (a pipe, a CI log): no width to fit, so tables are not squeezed to 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 200)
     try:
         args = build_parser().parse_args(argv)
         handler = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "env": cmd_env}

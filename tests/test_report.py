@@ -189,6 +189,16 @@ def test_varying_axes_per_suite_without_run_length_keys(frame):
     assert varying_axes(compile_suite) == ["compile"]
 
 
+def test_an_axis_that_is_none_on_other_workloads_does_not_vary(frame):
+    # Like seq_len in a suite crossing mlp (no sequence length) with a single gpt setting.
+    mixed = frame[frame["suite"] == "compile_vs_eager"].copy()
+    mixed["seq_len"] = None
+    mixed.loc[mixed.index[0], "seq_len"] = 64
+    assert "seq_len" not in varying_axes(mixed)
+    mixed.loc[mixed.index[1], "seq_len"] = 128
+    assert "seq_len" in varying_axes(mixed)
+
+
 # --- tables and report ----------------------------------------------------------------------
 
 

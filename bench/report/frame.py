@@ -149,11 +149,12 @@ def _ok_stats(ok: pd.DataFrame) -> pd.DataFrame:
 def varying_axes(frame: pd.DataFrame) -> list[str]:
     """Config keys (run length excluded) that take more than one value within some suite.
 
-    Works on :func:`records_frame` and :func:`aggregate` output alike. None and NaN count as a
-    value, so ``seq_len`` varies between an ``mlp`` case (None) and a ``gpt`` case.
+    Works on :func:`records_frame` and :func:`aggregate` output alike. None and NaN do not count
+    as a value: ``seq_len`` is None for every ``mlp`` case, and that tells nothing that the
+    ``workload`` column does not.
     """
     axes = [key for key in AXIS_KEYS if key in frame.columns]
-    per_suite = frame.groupby("suite", sort=False)[axes].nunique(dropna=False)
+    per_suite = frame.groupby("suite", sort=False)[axes].nunique(dropna=True)
     return [key for key in axes if (per_suite[key] > 1).any()]
 
 

@@ -1,0 +1,128 @@
+"""The CLI as a user meets it: one-line errors with exit code 2, dry runs, listings."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, write_suite
+
+from bench.nvml import cuda_device_count
+from bench.workloads.catalog import num_params
+
+OK_SUITE = """
+[suite]
+name = "ok"
+[base]
+model_size = "tiny"
+[matrix]
+compile = ["eager", "reduce-overhead"]
+"""
+
+BAD_RECORDS = b'{"schema": 1, "case_id": "a", "status": "ok", "config": {}}\n{not json\n'
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    write_suite(tmp_path, "ok", OK_SUITE)
+    write_suite(tmp_path, "bad", "[base]\nbatchsize = 3\n")
+    run_dir = tmp_path / "old" / "ok" / "20260101-000000"
+    run_dir.mkdir(parents=True)
+    (run_dir / "records.jsonl").write_bytes(BAD_RECORDS)
+    (run_dir / "run.json").write_text('{"cases": [], "order": "interleaved", "seed": 0}')
+    return tmp_path
+
+
+BAD_INPUTS = [
+    (["run", "missing", "--out", "res"], "missing: no such suite file"),
+    (["run", "bad", "--out", "res"], "bad.toml: [base] batchsize = 3: unknown key; allowed: "),
+    (
+        ["run", "ok", "--set", "precision=fp64", "--out", "res"],
+        "ok.toml: --set precision = 'fp64': allowed: fp32, bf16, amp-bf16",
+    ),
+    (
+        ["run", "ok", "--set", "batch_size", "--out", "res"],
+        "--set 'batch_size': expected key=value",
+    ),
+    (["run", "ok", "--device", "tpu", "--out", "res"], "argument --device: invalid choice: 'tpu'"),
+    (["run", "ok", "--repeats", "0", "--out", "res"], "--repeats 0: must be a positive integer"),
+    (["run", "--out", "res"], "give a suite (e.g. suites/compile_vs_eager) or --resume RUN"),
+    (["run", "--resume", "nowhere"], "--resume nowhere: not a run directory"),
+    (["run", "ok", "--resume", "old/ok/20260101-000000"], "takes the suite and its options from"),
+    (["run", "--resume", "old/ok/20260101-000000"], "records.jsonl:2: not valid JSON"),
+    (["report", "--results", "nothing"], "nothing: no such results directory"),
+    (["report", "old/ok/20260101-000000"], "records.jsonl:2: not valid JSON"),
+    (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(workdir, bench, argv, expected):
+    before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
+    done = bench(*argv)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("bench: error: ")
+    assert done.stderr.count("\n") == 1  # one line
+    assert expected in done.stderr
+    assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before
+    assert (workdir / "old/ok/20260101-000000/records.jsonl").read_bytes() == BAD_RECORDS
+
+
+@pytest.mark.skipif(cuda_device_count()[0] > 0, reason="this machine has a GPU")
+def test_device_cuda_without_a_gpu_is_an_error(workdir, bench):
+    done = bench("run", "ok", "--device", "cuda", "--out", "res")
+    assert done.returncode == 2
+    assert "--device cuda: no CUDA device here" in done.stderr
+    assert not (workdir / "res").exists()
+
+
+def test_dry_run_prints_the_cases_and_runs_nothing(workdir, bench):
+    done = bench("run", "ok.toml", "--dry-run", "--device", "cpu", "--out", "res")
+    assert done.returncode == 0, done.stderr
+    assert "ok on cpu: 2 cases, 6 runs (dry run: nothing runs)" in done.stdout
+    assert "compile=eager" in done.stdout and "run" in done.stdout
+    assert "skip: compile mode 'reduce-overhead' uses CUDA graphs" in done.stdout
+    assert not (workdir / "res").exists()
+
+
+def test_list_json_has_every_workload_size_with_its_parameter_count(bench):
+    done = bench("list", "--json", "--suites", str(ROOT / "suites"))
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout)
+    mlp = next(w for w in listing["workloads"] if w["name"] == "mlp")
+    base = next(s for s in mlp["sizes"] if s["name"] == "base")
+    # 784*512 + 512 + 512*256 + 256 + 256*10 + 10
+    assert base["num_params"] == 535_818
+    for workload in listing["workloads"]:
+        for size in workload["sizes"]:
+            assert size["num_params"] == num_params(workload["name"], size["name"])
+    assert listing["compile_modes"][0] == "eager"
+    assert "compile_vs_eager" in [s["name"] for s in listing["suites"]]
+
+
+def test_report_command_writes_markdown(tmp_path, bench):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "report" / "results", results)
+    done = bench("report", "--results", "results")
+    assert done.returncode == 0, done.stderr
+    text = (results / "report" / "report.md").read_text()
+    assert "compile_vs_eager" in text
+
+
+def test_the_bench_process_never_imports_torch():
+    code = (
+        "import sys, bench.cli, bench.runner, bench.launcher, bench.suite, bench.report.report\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+def test_readme_and_ci_use_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make bench" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert Path(ROOT / "suites" / "compile_vs_eager.toml").is_file()
