@@ -9,10 +9,12 @@ A worker that crashes, runs out of memory or passes its timeout becomes a result
 the last lines of its log; the sweep goes on. This module does not import torch.
 """
 
+import ctypes
 import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,9 @@ from typing import Any
 from bench.config import Case
 
 LOG_TAIL_LINES = 20
+# Phases of a worker that run training steps (or evaluate); the rest of its wall time is fixed cost.
+MEASURED_PHASES = ("first_step_s", "warmup_s", "window_s", "eval_s")
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PRELOAD = [
     "bench.worker",
     "bench.workloads.mlp",
@@ -66,7 +71,9 @@ class Launcher:
         timeout_s: float,
     ) -> dict[str, Any]:
         launched = time.time()
-        process = self._context.Process(target=target, args=(*args, launched), daemon=True)
+        process = self._context.Process(
+            target=_isolated, args=(target, *args, launched), daemon=True
+        )
         process.start()
         try:
             process.join(timeout_s)
@@ -89,6 +96,9 @@ class Launcher:
             result = {"status": "error", "reason": _exit_reason(process.exitcode, log_path)}
         timing = result.setdefault("timing", {})
         timing["wall_s"] = wall_s
+        if all(key in timing for key in MEASURED_PHASES):
+            # What the case cost beyond its training steps: process start, set-up, teardown.
+            timing["fixed_s"] = wall_s - sum(timing[key] for key in MEASURED_PHASES)
         return result
 
     def collect_env(self, repo: Path) -> dict[str, Any]:
@@ -99,6 +109,18 @@ class Launcher:
         )
         result.pop("timing")
         return result
+
+
+def _isolated(target: Callable[..., None], *args: Any) -> None:
+    """First thing in every child: detach it, then run ``target``."""
+    # Own process group: a Ctrl-C at the terminal reaches the launcher only, and the launcher can
+    # kill the whole group (inductor's compile workers included).
+    os.setpgrp()
+    # Die with the fork server, which exits when the launcher does (even by SIGKILL), so that a
+    # killed sweep leaves no case running on. Linux only: prctl(PR_SET_PDEATHSIG, SIGKILL).
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    target(*args)
 
 
 # Process targets. They import the worker inside the child (where the fork server has already

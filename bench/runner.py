@@ -116,11 +116,6 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
 
 
 def make_record(run_id: str, suite: str, job: Job, result: dict[str, Any]) -> dict[str, Any]:
-    timing = dict(result.get("timing", {}))
-    measured = ("first_step_s", "warmup_s", "window_s", "eval_s")
-    if "wall_s" in timing and all(key in timing for key in measured):
-        # What a case costs beyond its training steps: process start, set-up, teardown.
-        timing["fixed_s"] = timing["wall_s"] - sum(timing[key] for key in measured)
     return {
         "schema": SCHEMA,
         "run_id": run_id,
@@ -134,7 +129,7 @@ def make_record(run_id: str, suite: str, job: Job, result: dict[str, Any]) -> di
         "metrics": result.get("metrics", {}),
         "samples": result.get("samples", {}),
         "flags": result.get("flags", []),
-        "timing": timing,
+        "timing": result.get("timing", {}),
     }
 
 

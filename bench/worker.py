@@ -12,19 +12,21 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from bench import compile as compiling
-from bench.config import Case
+from bench.config import CUDAGRAPH_MODES, Case
 from bench.measure import WindowPolicy, block_steps, run_window
 from bench.optimizers import build_optimizer
 from bench.precision import POLICIES, unsupported_reason
 from bench.statistics import summarize
 from bench.timing import step_timer, synchronize, time_call, wall
-from bench.workloads.workload import build
+from bench.workloads.workload import Workload, build
 
 ERROR_TAIL_LINES = 20
 
@@ -41,6 +43,39 @@ class TrainModule(nn.Module):
         return self.loss_fn(self.model(x), y)
 
 
+@dataclass
+class Training:
+    """A case ready to train: ``step()`` runs one real training step and returns its loss."""
+
+    workload: Workload
+    step: Callable[[], torch.Tensor]
+
+
+def prepare(case: Case, device: torch.device) -> Training:
+    """Build the case's data, model, optimizer, precision and compile wrapper."""
+    policy = POLICIES[case.precision]
+    torch.manual_seed(case.seed)
+    workload = build(case, device, policy.param_dtype)
+    train_module = compiling.wrap(TrainModule(workload.model, workload.loss_fn), case.compile)
+    optimizer = build_optimizer(case.optimizer, workload.model, case.lr)
+    marks_steps = device.type == "cuda" and case.compile in CUDAGRAPH_MODES
+
+    def step() -> torch.Tensor:
+        if marks_steps:
+            # Tell CUDA-graph trees that a new training iteration begins, so that replaying the
+            # graph may reuse the previous iteration's output memory (torch.compiler docs).
+            torch.compiler.cudagraph_mark_step_begin()
+        x, y = workload.next_batch()
+        with policy.autocast(device):
+            loss = train_module(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return Training(workload, step)
+
+
 def measure(case: Case) -> dict[str, Any]:
     """Run the case's training steps and return ``runtime``, ``metrics``, ``samples``, ``flags``."""
     device = torch.device(case.device)
@@ -53,20 +88,8 @@ def measure(case: Case) -> dict[str, Any]:
         return {"status": "skipped", "reason": "no CUDA device is available to this process"}
 
     setup_start = wall()
-    torch.manual_seed(case.seed)
-    workload = build(case, device, policy.param_dtype)
-    train_module = compiling.wrap(TrainModule(workload.model, workload.loss_fn), case.compile)
-    optimizer = build_optimizer(case.optimizer, workload.model, case.lr)
-
-    def step() -> torch.Tensor:
-        x, y = workload.next_batch()
-        with policy.autocast(device):
-            loss = train_module(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
-
+    training = prepare(case, device)
+    workload, step = training.workload, training.step
     setup_s = wall() - setup_start
     _, first_step_s = time_call(step, device)
     frames_after_first_step = compiling.frames_compiled()
@@ -176,9 +199,6 @@ def error_tail(error: BaseException) -> str:
 def main(case_dict: dict[str, Any], result_path: str, log_path: str, launched_at: float) -> None:
     """Entry point of the worker process (forked by the launcher's fork server)."""
     started = time.time()
-    # Own process group: a Ctrl-C at the terminal reaches the launcher only, and the launcher can
-    # kill the whole group (inductor's compile workers included) on a timeout.
-    os.setpgrp()
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)

@@ -10,6 +10,7 @@ the per-round medians, the ratio of medians with its spread over rounds, and the
 """
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -19,8 +20,9 @@ from pathlib import Path
 
 from bench.config import Case
 from bench.launcher import Job, Launcher
+from bench.statistics import summarize
 
-ROUNDS = 7
+ROUNDS = 10
 STEPS = 600
 WARMUP = 20
 HERE = Path(__file__).resolve().parent
@@ -40,6 +42,57 @@ def plain_side() -> float:
         check=True,
     )
     return statistics.median(json.loads(done.stdout))
+
+
+def window_overhead(case: Case, rounds: int = 30, steps: int = 200) -> list[float]:
+    """In one process, the same training step timed by bench's measured window and by a bare
+    ``perf_counter`` loop, alternating every ``steps`` steps: the window's own per-step cost,
+    free of the process-to-process noise. Returns the per-round ratios window / bare."""
+    import time as clock
+
+    import torch
+
+    from bench.measure import WindowPolicy, run_window
+    from bench.timing import HostTimer
+    from bench.worker import prepare
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    device = torch.device("cpu")
+    step = prepare(case, device).step
+    for _ in range(WARMUP):
+        step()
+    policy = WindowPolicy(steps, steps, 0.0, 1e9, 1e-9)
+    ratios = []
+    for _ in range(rounds):
+        window = run_window(step, HostTimer(), policy, 50, device)
+        bare = []
+        for _ in range(steps):
+            start = clock.perf_counter()
+            step()
+            bare.append(clock.perf_counter() - start)
+        ratios.append(statistics.median(window.step_times_s) / statistics.median(bare))
+    return ratios
+
+
+def cost_per_step(steps: int = 200_000) -> tuple[float, float]:
+    """Seconds per step that the window and a bare timed loop add around a step that does
+    nothing (returns a ready loss): the harness's own cost, resolvable on any machine."""
+    import time as clock
+
+    import torch
+
+    from bench.measure import WindowPolicy, run_window
+    from bench.timing import HostTimer
+
+    loss = torch.tensor(1.0)
+    policy = WindowPolicy(steps, steps, 0.0, 1e9, 1e-9)
+    window = run_window(lambda: loss, HostTimer(), policy, 50, torch.device("cpu"))
+    started = clock.perf_counter()
+    bare = []
+    for _ in range(steps):
+        start = clock.perf_counter()
+        bare.append(clock.perf_counter() - start)
+    return window.window_s / steps, (clock.perf_counter() - started) / steps
 
 
 def main() -> None:
@@ -92,10 +145,26 @@ def main() -> None:
     print("round  bench ms  plain ms  ratio")
     for i, (b, p) in enumerate(zip(bench_medians, plain_medians)):
         print(f"{i:5d}  {b * 1e3:8.3f}  {p * 1e3:8.3f}  {b / p:5.3f}")
+    summary = summarize(ratios)
     print(
-        f"ratio of medians bench/plain: {ratio:.3f} "
-        f"(per-round ratios: median {statistics.median(ratios):.3f}, "
-        f"min {min(ratios):.3f}, max {max(ratios):.3f}); target <= 1.03"
+        f"ratio of medians bench/plain: {ratio:.3f}; per-round ratio (paired, same round): "
+        f"median {summary.median:.3f}, 95% CI {summary.ci95_low:.3f}-{summary.ci95_high:.3f}, "
+        f"range {min(ratios):.3f}-{max(ratios):.3f}; target <= 1.03"
+    )
+
+    in_process = summarize(window_overhead(case))
+    print(
+        f"in one process, bench's window vs a bare loop over the same step (30 rounds of 200 "
+        f"steps): median ratio {in_process.median:.4f}, 95% CI "
+        f"{in_process.ci95_low:.4f}-{in_process.ci95_high:.4f}"
+    )
+
+    window_s, bare_s = cost_per_step()
+    step_s = statistics.median(bench_medians)
+    print(
+        f"around a step that does nothing: window {window_s * 1e6:.2f} us/step, bare timed loop "
+        f"{bare_s * 1e6:.2f} us/step; bench adds {(window_s - bare_s) * 1e6:.2f} us per step = "
+        f"{(window_s - bare_s) / step_s:.3%} of this MLP's {step_s * 1e3:.2f} ms step"
     )
 
     def median_of(key: str) -> float:

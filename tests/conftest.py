@@ -47,3 +47,15 @@ def write_suite(directory: Path, name: str, text: str) -> Path:
     path = directory / f"{name}.toml"
     path.write_text(textwrap.dedent(text))
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where torch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
