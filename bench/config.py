@@ -112,17 +112,17 @@ class Case:
         if self.model_size is not None:
             size_of(self.workload, self.model_size)
         for key in ("batch_size", "seq_len", "threads", "eval_batches"):
-            _positive_int(key, getattr(self, key), optional=True)
+            _number(key, getattr(self, key), integer=True, bound="positive", optional=True)
         for key in ("min_steps", "max_steps", "repeats"):
-            _positive_int(key, getattr(self, key))
-        _non_negative_int("warmup_steps", self.warmup_steps)
-        _int("seed", self.seed)
+            _number(key, getattr(self, key), integer=True, bound="positive")
+        _number("warmup_steps", self.warmup_steps, integer=True, bound="non-negative")
+        _number("seed", self.seed, integer=True)
         _bool("tie_embeddings", self.tie_embeddings, optional=True)
         _str("data_path", self.data_path, optional=True)
-        for key in ("lr", "max_time_s", "timeout_s"):
-            _positive_float(key, getattr(self, key), optional=key == "lr")
-        _non_negative_float("min_time_s", self.min_time_s)
-        _positive_float("ci_target", self.ci_target)
+        _number("lr", self.lr, integer=False, bound="positive", optional=True)
+        for key in ("max_time_s", "timeout_s", "ci_target"):
+            _number(key, getattr(self, key), integer=False, bound="positive")
+        _number("min_time_s", self.min_time_s, integer=False, bound="non-negative")
         if self.ci_target >= 1:
             raise ConfigError("ci_target", self.ci_target, "a fraction: 0 < ci_target < 1")
         if self.max_steps < self.min_steps:
@@ -192,42 +192,22 @@ def _choice(key: str, value: object, allowed: tuple[str, ...], label: str = "all
         raise ConfigError(key, value, f"{label}: {', '.join(allowed)}")
 
 
-def _int(key: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(key, value, "must be an integer")
-
-
-def _positive_int(key: str, value: object, optional: bool = False) -> None:
+def _number(
+    key: str,
+    value: object,
+    integer: bool,
+    bound: Literal["positive", "non-negative"] | None = None,
+    optional: bool = False,
+) -> None:
     if value is None and optional:
         return
-    _int(key, value)
-    if value <= 0:  # type: ignore[operator]
-        raise ConfigError(key, value, "must be a positive integer")
-
-
-def _non_negative_int(key: str, value: object) -> None:
-    _int(key, value)
-    if value < 0:  # type: ignore[operator]
-        raise ConfigError(key, value, "must be an integer >= 0")
-
-
-def _float(key: str, value: object) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ConfigError(key, value, "must be a number")
-
-
-def _positive_float(key: str, value: object, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    _float(key, value)
-    if value <= 0:  # type: ignore[operator]
-        raise ConfigError(key, value, "must be a positive number")
-
-
-def _non_negative_float(key: str, value: object) -> None:
-    _float(key, value)
-    if value < 0:  # type: ignore[operator]
-        raise ConfigError(key, value, "must be a number >= 0")
+    kind = "an integer" if integer else "a number"
+    if not isinstance(value, int if integer else int | float) or isinstance(value, bool):
+        raise ConfigError(key, value, f"must be {kind}")
+    if bound == "positive" and value <= 0:  # type: ignore[operator]
+        raise ConfigError(key, value, f"must be a positive {kind.split()[1]}")
+    if bound == "non-negative" and value < 0:  # type: ignore[operator]
+        raise ConfigError(key, value, f"must be {kind} >= 0")
 
 
 def _bool(key: str, value: object, optional: bool = False) -> None:

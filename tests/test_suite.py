@@ -4,6 +4,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from bench import suite as suites
 from bench.config import Case
@@ -269,7 +270,7 @@ def test_cuda_graph_modes_are_skipped_on_cpu_with_a_reason():
 
 
 def test_shipped_suites_are_valid_on_both_devices():
-    for path in sorted(Path("suites").glob("*.toml")):
+    for path in sorted((ROOT / "suites").glob("*.toml")):
         suite = suites.load(str(path))
         for device in ("cpu", "cuda"):
             assert suites.expand(suite, device)
