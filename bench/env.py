@@ -15,6 +15,8 @@ from typing import Any
 
 import psutil
 
+from bench.nvml import inventory
+
 # Variables that change what a run measures.
 _ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "CUDA_", "NCCL_", "TORCH", "PYTORCH_", "BENCH_")
 
@@ -45,23 +47,11 @@ def git_state(repo: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def nvidia_driver() -> dict[str, Any]:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return {"version": pynvml.nvmlSystemGetDriverVersion(), "reason": None}
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception as error:  # noqa: BLE001 - any NVML failure means: no driver to report
-        return {"version": None, "reason": f"NVML unavailable: {error}"}
-
-
 def collect(repo: Path) -> dict[str, Any]:
     import torch
 
     cuda = torch.cuda.is_available()
+    nvml = inventory()
     devices = []
     for index in range(torch.cuda.device_count() if cuda else 0):
         props = torch.cuda.get_device_properties(index)
@@ -91,7 +81,8 @@ def collect(repo: Path) -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "nccl": nccl,
         "devices": devices,
-        "driver": nvidia_driver(),
+        "driver": {"version": nvml["driver_version"], "reason": nvml["reason"]},
+        "nvml": nvml,
         "cpu": {
             "model": cpu_model(),
             "logical_cores": psutil.cpu_count(logical=True),

@@ -17,10 +17,17 @@ def inductor_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("inductor")
 
 
+@pytest.fixture(scope="session")
+def bench_cache(tmp_path_factory) -> Path:
+    """The session's cache of measured CPU peaks (bench/cpu_peak.py): measured once, not in ~."""
+    return tmp_path_factory.mktemp("bench-cache")
+
+
 @pytest.fixture
-def bench_env(inductor_cache) -> dict[str, str]:
+def bench_env(inductor_cache, bench_cache) -> dict[str, str]:
     env = dict(os.environ)
     env["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache)
+    env["BENCH_CACHE_DIR"] = str(bench_cache)
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "200"  # rich wraps at the terminal width; keep lines whole for assertions
     return env
