@@ -1,4 +1,4 @@
-"""The ``bench`` command: run, report, list, env.
+"""The ``bench`` command: run, report, list, env; compare, baseline, gate, ab, export.
 
 Bad input of any kind is one line on stderr and exit code 2, with nothing written to disk.
 """
@@ -16,9 +16,12 @@ from rich.table import Table
 from bench import suite as suites
 from bench.config import COMPILE_MODES, OPTIMIZERS, PRECISIONS
 from bench.errors import UserError
+from bench.store import MANIFEST, RECORDS
 from bench.workloads.catalog import WORKLOADS, num_params
 
+EXIT_FAILED_CASES = 1
 EXIT_BAD_INPUT = 2
+FAILED_STATUSES = ("error", "timeout")
 EXIT_INTERRUPTED = 130
 
 
@@ -56,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="tables and a Markdown report of runs")
     report.add_argument("runs", nargs="*", help="run directories or suites (default: latest runs)")
-    report.add_argument("--results", type=Path, default=Path("results"))
+    report.add_argument(
+        "--results", type=Path, default=Path("results"), help="where runs are (default: results)"
+    )
     report.add_argument("--out", type=Path, help="report directory (default: RESULTS/report)")
 
     listing = commands.add_parser("list", help="suites, workloads, optimizers, precisions, modes")
@@ -65,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     env = commands.add_parser("env", help="the machine and software as a run records them")
     env.add_argument("--json", action="store_true")
+    _add_gating_commands(commands)
     return parser
 
 
@@ -75,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "env": cmd_env}
+        handler |= {"compare": cmd_compare, "baseline": cmd_baseline, "gate": cmd_gate}
+        handler |= {"ab": cmd_ab, "export": cmd_export}
         return handler[args.command](args, console)
     except UserError as error:
         message = " ".join(str(error).split())  # one line, whatever the message held
@@ -101,6 +109,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         return _execute(args.resume, console, resumed=True)
     if not args.suite:
         raise UserError("bench run: give a suite (e.g. suites/compile_vs_eager) or --resume RUN")
+    if args.seed != 0 and args.order != "random":
+        warnings.warn("--seed has no effect without --order random", stacklevel=1)
     if args.repeats is not None and args.repeats <= 0:
         raise UserError(f"--repeats {args.repeats}: must be a positive integer")
     suite = suites.load(args.suite)
@@ -121,7 +131,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _execute(run_dir: Path, console: Console, resumed: bool) -> int:
     from bench import runner
 
-    if not (run_dir / "run.json").is_file():
+    if not (run_dir / MANIFEST).is_file():
         raise UserError(f"--resume {run_dir}: not a run directory (it has no run.json)")
     try:
         records = runner.execute(run_dir, console)
@@ -137,6 +147,16 @@ def _execute(run_dir: Path, console: Console, resumed: bool) -> int:
     summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
     console.print(f"{'resumed ' if resumed else ''}run {run_dir}: {summary}")
     console.print(f"report: bench report {run_dir}")
+    failed = [s for s in statuses if s in FAILED_STATUSES]
+    if failed:
+        # Out of memory and skipped are outcomes a sweep measures; a crash or a hang is not.
+        kinds = ", ".join(sorted(set(failed)))
+        print(
+            f"bench: {len(failed)} of {len(records)} records failed ({kinds}): see their reasons "
+            f"in the report or {run_dir}/logs/",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED_CASES
     return 0
 
 
@@ -191,10 +211,15 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 def _run_dir_of(arg: str, results: Path) -> Path:
     """A run directory as given, or the latest run of a suite named by its file or name."""
     path = Path(arg)
-    if (path / "records.jsonl").is_file():
+    if (path / RECORDS).is_file():
         return path
     from bench.store import find_latest_runs
 
+    if path.is_dir():  # a suite's folder of runs, e.g. results/compile_vs_eager
+        runs = sorted(run.parent for run in path.glob(f"*/{RECORDS}"))
+        if not runs:
+            raise UserError(f"{arg}: a directory with no run in it (no */{RECORDS})")
+        return runs[-1]
     name = suites.load(arg).name if (path.suffix == ".toml" or "/" in arg) else arg
     latest = [run for run in find_latest_runs(results) if run.parent.name == name]
     if not latest:
@@ -267,9 +292,232 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
         return 0
     table = Table(title="environment", show_header=False)
     for key, value in info.items():
-        text = value if isinstance(value, str) else json.dumps(value)
-        table.add_row(key, text)
+        if key != "nvml":
+            text = value if isinstance(value, str) else json.dumps(value)
+            table.add_row(key, text)
     console.print(table)
+    # NVML on its own: its state, and every device it sees with the telemetry each one offers.
+    nvml = info["nvml"]
+    title = nvml["reason"]  # why NVML is unavailable
+    if nvml["state"] == "ok":
+        title = f"NVML {nvml['nvml_version']}, driver {nvml['driver_version']}: "
+        title += f"{len(nvml['devices'])} device(s)"
+    devices = Table(title=title)
+    for column in ("index", "name", "uuid", "memory", "power limit", "telemetry", "unsupported"):
+        devices.add_column(column)
+    for d in nvml["devices"]:
+        memory = d["memory_total_bytes"]
+        devices.add_row(
+            str(d["index"]),
+            d["name"],
+            d["uuid"],
+            f"{memory / 2**30:.1f} GiB" if memory is not None else "-",
+            f"{d['power_limit_w']:.0f} W" if d["power_limit_w"] is not None else "-",
+            ", ".join(f"{k}: {v}" for k, v in d["telemetry"].items()),
+            ", ".join(d["unsupported"]) or "-",
+        )
+    console.print(devices)
+    return 0
+
+
+# CI gating (docs/GATING.md): compare, baseline, gate, ab, export. The work is in bench.compare,
+# bench.baseline, bench.ab and bench.export; these handlers parse and print.
+
+
+def _add_gating_commands(commands: Any) -> None:
+    compare = commands.add_parser("compare", help="verdict per case: did CAND regress vs BASE?")
+    compare.add_argument("base", help="run directory, records file or baseline name")
+    compare.add_argument("cand", help="run directory, records file or baseline name")
+    compare.add_argument("--results", type=Path, default=Path("results"))
+    _add_compare_options(compare)
+
+    baseline = commands.add_parser("baseline", help="save and list baselines for bench gate")
+    actions = baseline.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    save = actions.add_parser("save", help="copy a run to RESULTS/baselines/NAME/")
+    save.add_argument("name")
+    save.add_argument("run", help="run directory, or a suite (its latest run)")
+    save.add_argument("--force", action="store_true", help="replace an existing baseline")
+    save.add_argument("--results", type=Path, default=Path("results"))
+    listing = actions.add_parser("list", help="the baselines under RESULTS/baselines/")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--results", type=Path, default=Path("results"))
+
+    gate = commands.add_parser("gate", help="run a suite and compare it with a baseline")
+    gate.add_argument("suite")
+    gate.add_argument("--baseline", required=True, metavar="NAME")
+    ab = commands.add_parser("ab", help="base ref vs working tree, interleaved in one job")
+    ab.add_argument("suite")
+    ab.add_argument("--base-ref", required=True, metavar="REF", help="e.g. origin/main")
+    for parser in (gate, ab):
+        parser.add_argument("--set", dest="overrides", action="append", default=[])
+        parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+        parser.add_argument("--repeats", type=int, help="repeats per case (ab: rounds per side)")
+        parser.add_argument("--out", type=Path, default=Path("results"), help="results directory")
+        _add_compare_options(parser)
+    gate.add_argument("--order", choices=("interleaved", "random"), default="interleaved")
+    gate.add_argument("--seed", type=int, default=0, help="seed of --order random")
+
+    export = commands.add_parser("export", help="a run in another tool's format")
+    export.add_argument("run", help="run directory, or a suite (its latest run)")
+    export.add_argument("--format", choices=("pytest-benchmark",), required=True)
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    export.add_argument("--results", type=Path, default=Path("results"))
+
+
+def _add_compare_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="[METRIC=]PCT",
+        help="smallest change that counts (default 5%%): 5%%, step_time=3%%, final_loss=off",
+    )
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the verdicts as JSON")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--bootstrap-seed", type=int, default=0)
+
+
+def _comparing(args: argparse.Namespace) -> dict[str, Any]:
+    """The comparison settings, validated before anything runs or is written."""
+    from bench.compare import parse_thresholds
+
+    for path in (args.markdown, args.json):
+        if path is not None and not path.parent.is_dir():
+            raise UserError(f"{path}: no such directory {path.parent}")
+    if args.resamples < 100:
+        raise UserError(f"--resamples {args.resamples}: use at least 100")
+    thresholds = parse_thresholds(args.threshold)
+    return {"thresholds": thresholds, "resamples": args.resamples, "seed": args.bootstrap_seed}
+
+
+def _report_comparison(comparison: Any, args: argparse.Namespace, console: Console) -> int:
+    from bench.compare_output import render_terminal, write_outputs
+
+    render_terminal(comparison, console)
+    write_outputs(comparison, args.markdown, args.json)
+    return 1 if comparison.failed else 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from bench.compare import compare, load_side
+
+    settings = _comparing(args)
+    base, cand = load_side(args.base, args.results), load_side(args.cand, args.results)
+    return _report_comparison(compare(base, cand, **settings), args, console)
+
+
+def cmd_baseline(args: argparse.Namespace, console: Console) -> int:
+    from bench import baseline
+
+    if args.action == "save":
+        path = baseline.save(
+            args.results, args.name, _run_dir_of(args.run, args.results), args.force
+        )
+        console.print(f"baseline {args.name!r} saved: {path} (commit it to gate CI against it)")
+        return 0
+    entries = baseline.list_baselines(args.results)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    table = Table(title=f"baselines in {args.results / baseline.BASELINES}")
+    for column in ("name", "suites", "cases", "records", "commit", "created", "from run"):
+        table.add_column(column)
+    for e in entries:
+        if "error" in e:
+            table.add_row(e["name"], f"unreadable: {e['error']}", "", "", "", "", "")
+            continue
+        commit = ((e.get("git") or {}).get("commit") or "")[:12]
+        suites_ = ", ".join(e.get("suites", []))
+        cases, records = str(e.get("num_cases")), str(e.get("num_records"))
+        table.add_row(
+            e["name"],
+            suites_,
+            cases,
+            records,
+            commit,
+            e.get("created_at", ""),
+            e.get("source_run", ""),
+        )
+    console.print(table)
+    return 0
+
+
+def _planned_cases(
+    args: argparse.Namespace, repeats_override: bool
+) -> tuple[suites.Suite, list, str, dict[str, Any]]:
+    if args.repeats is not None and args.repeats <= 0:
+        raise UserError(f"--repeats {args.repeats}: must be a positive integer")
+    suite = suites.load(args.suite)
+    overrides = dict(suites.parse_override(text) for text in args.overrides)
+    if repeats_override and args.repeats is not None:
+        overrides["repeats"] = args.repeats
+    device = _resolve_device(args.device)
+    cases = suites.expand(suite, device, overrides)
+    return suite, cases, device, overrides
+
+
+def cmd_gate(args: argparse.Namespace, console: Console) -> int:
+    from bench import runner
+    from bench.compare import compare, load_side
+
+    settings = _comparing(args)
+    if args.seed != 0 and args.order != "random":
+        warnings.warn("--seed has no effect without --order random", stacklevel=1)
+    base = load_side(args.baseline, args.out)
+    suite, cases, device, overrides = _planned_cases(args, repeats_override=True)
+    if not {case.id for case in cases} & {r["case_id"] for r in base.records}:
+        raise UserError(
+            f"{suite.path}: no case in common with baseline {args.baseline!r} (the suite or its "
+            f"settings changed since it was saved); save a new one: bench baseline save NAME RUN"
+        )
+    options = runner.RunOptions(device, overrides, args.order, args.seed)
+    run_dir = runner.create_run(args.out, suite, cases, options)
+    console.print(f"gate: run {run_dir}: {_count(cases)} on {device}, then compare")
+    code = _execute(run_dir, console, resumed=False)
+    if code != 0:
+        return code
+    cand = load_side(str(run_dir), args.out)
+    return _report_comparison(compare(base, cand, **settings), args, console)
+
+
+def cmd_ab(args: argparse.Namespace, console: Console) -> int:
+    from bench.ab import run_ab
+    from bench.compare import compare, load_side
+    from bench.runner import PROJECT_ROOT
+
+    settings = _comparing(args)
+    suite, cases, device, _ = _planned_cases(args, repeats_override=False)
+    rounds = args.repeats or max(case.repeats for case in cases)
+    console.print(f"ab: {suite.name}, {len(cases)} cases, {rounds} rounds per side on {device}")
+    runs = run_ab(
+        PROJECT_ROOT,
+        suite.path.resolve(),
+        suite.name,
+        args.base_ref,
+        rounds,
+        device,
+        args.overrides,
+        args.out,
+        console,
+    )
+    console.print(f"ab: base {runs['base']}, cand {runs['cand']}")
+    base, cand = load_side(str(runs["base"]), args.out), load_side(str(runs["cand"]), args.out)
+    return _report_comparison(compare(base, cand, **settings), args, console)
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from bench.export import export_pytest_benchmark
+    from bench.store import write_json
+
+    if not args.output.parent.is_dir():
+        raise UserError(f"{args.output}: no such directory {args.output.parent}")
+    document, left_out = export_pytest_benchmark(_run_dir_of(args.run, args.results))
+    for case in left_out:
+        print(f"bench: warning: case {case}: no ok record, not exported", file=sys.stderr)
+    write_json(args.output, document)
+    console.print(f"{len(document['benchmarks'])} benchmarks written: {args.output}")
+    console.print(f"compare with: pytest-benchmark compare {args.output}")
     return 0
 
 

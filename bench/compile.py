@@ -1,17 +1,35 @@
-"""``torch.compile`` around the training module, and what dynamo did, read from its counters."""
+"""``torch.compile`` with the case's mode and options, and what dynamo did, from its counters."""
 
-from typing import Any
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
-from torch import nn
 from torch._dynamo.utils import counters
 
+from bench.config import Case
 
-def wrap(module: nn.Module, mode: str) -> nn.Module:
-    """The module to train with: itself in eager, else ``torch.compile(module, mode=mode)``."""
-    if mode == "eager":
-        return module
-    return torch.compile(module, mode=mode)  # type: ignore[return-value]
+
+def use_cold_cache() -> str:
+    """Point inductor at a fresh, empty cache directory, so that the first step pays the whole
+    compile. Must run before the first compile of the process; returns the directory."""
+    directory = tempfile.mkdtemp(prefix="bench-inductor-cold-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = directory
+    return directory
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def wrap(target: F, case: Case) -> F:
+    """``target`` as the case trains it: itself in eager, else compiled with the case's mode,
+    ``fullgraph`` and ``dynamic``."""
+    if case.compile == "eager":
+        return target
+    return torch.compile(  # type: ignore[return-value]
+        target, mode=case.compile, fullgraph=bool(case.fullgraph), dynamic=case.dynamic
+    )
 
 
 def frames_compiled() -> int:
@@ -20,15 +38,16 @@ def frames_compiled() -> int:
     return counters["frames"]["total"]
 
 
-def stats(mode: str, frames_after_first_step: int) -> dict[str, Any]:
+def stats(case: Case, frames_after_first_step: int) -> dict[str, Any]:
     """What compilation did in this process, for the record's ``runtime.compile``."""
-    if mode == "eager":
-        return {"mode": mode, "cache": None}
+    if case.compile == "eager":
+        return {"mode": "eager", "cache": None}
     breaks = dict(counters["graph_break"])
     hits = counters["inductor"]["fxgraph_cache_hit"]
     misses = counters["inductor"]["fxgraph_cache_miss"]
     return {
-        "mode": mode,
+        "mode": case.compile,
+        "scope": case.compile_scope,
         "num_graphs": counters["stats"]["unique_graphs"],
         "num_graph_breaks": sum(breaks.values()),
         # Only the first line of each reason: the rest is dynamo's hints and debug context.

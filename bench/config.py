@@ -3,22 +3,26 @@
 A :class:`Case` holds two kinds of settings. The *measured* settings (workload, size, batch,
 precision, compile mode, optimizer, ...) define what is measured; their hash is the case id, which
 matches a case across runs and machines. The *run-length* settings (warm-up, step and time bounds,
-confidence target, repeats, timeout) say how long to measure; they are recorded but are not part
-of the id, so a longer run of the same case still compares with a shorter one.
+confidence target, repeats, timeout, telemetry interval) say how long (and how closely) to
+measure; they are recorded but are not part of the id, so a longer run of the same case still
+compares with a shorter one.
 
 Torch-free: validation runs before any process imports torch.
 """
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from bench.errors import ConfigError
 from bench.workloads.catalog import GPTSize, size_of, workload_info
 
-PRECISIONS = ("fp32", "bf16", "amp-bf16")
+PRECISIONS = ("fp32", "tf32", "bf16", "amp-bf16", "amp-fp16")
 COMPILE_MODES = (
     "eager",
     "default",
@@ -28,11 +32,52 @@ COMPILE_MODES = (
 )
 # Modes whose torch preset turns on CUDA graphs (torch._inductor.list_mode_options).
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = (
+    "sgd",
+    "sgd-momentum",
+    "adam",
+    "adamw",
+    "adagrad",
+    "rmsprop",
+    "adafactor",
+    "muon",
+    "lbfgs",
+)
+# Implementations torch.optim offers per optimizer: `foreach` and `fused` where its constructor
+# takes that flag (a test checks this table against torch's signatures); the rest step one
+# parameter at a time.
+OPTIMIZER_IMPLS = {
+    "sgd": ("for-loop", "foreach", "fused"),
+    "sgd-momentum": ("for-loop", "foreach", "fused"),
+    "adam": ("for-loop", "foreach", "fused"),
+    "adamw": ("for-loop", "foreach", "fused"),
+    "adagrad": ("for-loop", "foreach", "fused"),
+    "rmsprop": ("for-loop", "foreach"),
+    "adafactor": ("for-loop", "foreach"),
+    "muon": ("for-loop",),
+    "lbfgs": ("for-loop",),
+}
+IMPLS = ("for-loop", "foreach", "fused")
+LOSSES = ("cross-entropy", "mse", "focal")
+LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
+COMPILE_SCOPES = ("model", "step")
+COMPILE_CACHES = ("warm", "cold")
 DEVICES = ("cpu", "cuda")
 # Learning rates used when a suite names none: torch's own default for Adam/AdamW; 0.01 for SGD,
 # the value the tutorial trains its MLP with.
-DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3}
+# Others: torch's defaults (Adagrad, RMSprop 0.01; Adafactor 0.01; Muon 0.02 as in torch.optim;
+# LBFGS 1, its natural step of a quasi-Newton direction).
+DEFAULT_LR = {
+    "sgd": 0.01,
+    "sgd-momentum": 0.01,
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "adagrad": 0.01,
+    "rmsprop": 0.01,
+    "adafactor": 0.01,
+    "muon": 0.02,
+    "lbfgs": 1.0,
+}
 
 RUN_LENGTH_KEYS = (
     "warmup_steps",
@@ -43,10 +88,13 @@ RUN_LENGTH_KEYS = (
     "ci_target",
     "repeats",
     "timeout_s",
+    "max_batch_limit",
+    "telemetry_interval_s",
 )
 # Keys that only some workloads read; on the others they are normalised to None so that they
 # neither change the case id nor pretend to have an effect.
-LANGUAGE_ONLY_KEYS = ("seq_len", "eval_batches", "tie_embeddings")
+LANGUAGE_ONLY_KEYS = ("seq_len", "eval_batches", "tie_embeddings", "activation_checkpointing")
+COMPILE_ONLY_KEYS = ("compile_scope", "fullgraph", "dynamic", "compile_cache")
 
 
 @dataclass(frozen=True)
@@ -55,26 +103,60 @@ class Case:
 
     workload: str = "mlp"
     """Workload family: ``mlp`` or ``gpt`` (``bench list`` shows them)."""
-    model_size: str | None = None
-    """A named size of the workload; None means the workload's default size."""
-    batch_size: int | None = None
-    """Samples (sequences for ``gpt``) per step; None means the workload's default."""
+    model_size: str | int | None = None
+    """A named size of the workload, or a target parameter count (``"25M"``, ``"1.5B"``) for which
+    the workload chooses depth and width; None means the workload's default size."""
+    batch_size: int | Literal["max"] | None = None
+    """Samples (sequences for ``gpt``) per step; ``"max"`` searches the largest batch that fits;
+    None means the workload's default."""
     seq_len: int | None = None
     """Tokens per sequence (``gpt`` only); None means the size's default context length."""
     tie_embeddings: bool | None = None
     """Share the token embedding with the output head (``gpt`` only; default True)."""
+    activation_checkpointing: bool | None = None
+    """Recompute each transformer block's activations in backward (``gpt`` only; default off)."""
     data: str = "auto"
     """Data source; allowed values depend on the workload (``bench list``)."""
     data_path: str | None = None
     """MNIST root directory (``mlp``) or the text file for ``data = "text"`` (``gpt``)."""
-    precision: Literal["fp32", "bf16", "amp-bf16"] = "fp32"
-    """fp32; bf16 (parameters and activations in bf16); amp-bf16 (autocast to bf16)."""
+    precision: str = "fp32"
+    """fp32; tf32 (CUDA matmul and cuDNN in TF32); bf16 (parameters and activations in bf16);
+    amp-bf16 (autocast to bf16); amp-fp16 (autocast to fp16 with a GradScaler)."""
     compile: str = "eager"
     """``eager`` or a ``torch.compile`` mode string, exactly as torch spells it."""
-    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
-    """Optimizer (torch.optim)."""
+    compile_scope: Literal["model", "step"] | None = None
+    """What is compiled: the model with its loss, or the whole training step with the optimizer
+    (compiled modes only; default ``model``)."""
+    fullgraph: bool | None = None
+    """``torch.compile(fullgraph=...)``: a graph break is an error (compiled modes; default off)."""
+    dynamic: bool | None = None
+    """``torch.compile(dynamic=...)``; None leaves torch to decide (compiled modes)."""
+    compile_cache: Literal["warm", "cold"] | None = None
+    """``cold`` compiles into a fresh inductor cache directory, so that ``compile_time_s`` is the
+    real first-time cost; ``warm`` uses the machine's cache (compiled modes; default warm)."""
+    optimizer: str = "adamw"
+    """Optimizer (torch.optim): sgd, sgd-momentum, adam, adamw, adagrad, rmsprop, adafactor, muon
+    (2-D hidden weights; AdamW for the rest), lbfgs (quasi-Newton, driven with a closure)."""
     lr: float | None = None
     """Learning rate; None means the optimizer's default in DEFAULT_LR."""
+    impl: Literal["for-loop", "foreach", "fused"] | None = None
+    """The optimizer's implementation; None lets torch choose. One torch does not offer for the
+    optimizer is a ``skipped`` record."""
+    nesterov: bool | None = None
+    """Nesterov momentum (``sgd-momentum`` only; default off). Momentum is 0.9."""
+    lr_schedule: Literal["constant", "cosine", "warmup-cosine"] = "constant"
+    """Learning rate per step: constant, cosine decay to 0, or linear warm-up then cosine."""
+    lr_warmup_steps: int | None = None
+    """Steps of linear warm-up (``warmup-cosine`` only; default 10)."""
+    lr_schedule_steps: int | None = None
+    """Length of the cosine; default: every step the case can run (1 + warmup + max_steps)."""
+    loss: Literal["cross-entropy", "mse", "focal"] = "cross-entropy"
+    """Classification loss: cross-entropy, mse on one-hot targets, or focal (``gamma``,
+    ``alpha``)."""
+    gamma: float | None = None
+    """Focal loss focusing parameter (``focal`` only; default 2, Lin et al. 2017)."""
+    alpha: float | None = None
+    """Focal loss weight (``focal`` only; default 0.25, Lin et al. 2017)."""
     seed: int = 0
     """Seed for weights, data order and synthetic data."""
     threads: int | None = None
@@ -101,6 +183,14 @@ class Case:
     """Separate processes per case, interleaved with the other cases."""
     timeout_s: float = 600.0
     """Wall-clock limit of one (case, repeat) process; past it the process is killed."""
+    max_batch_limit: int = 65536
+    """``batch_size = "max"`` stops doubling here: the search's cap (a CPU has no memory wall
+    short of swapping the machine)."""
+    telemetry_interval_s: float = 0.1
+    """Seconds between two samples of host and GPU telemetry in the measured window. It says how
+    closely to watch, not what is measured, so it is not part of the case id. At least 0.01:
+    NVML's utilisation covers a past period of 1/6 s to 1 s (nvmlDeviceGetUtilizationRates), and
+    a sampler waking more often would take CPU from the training loop it watches."""
 
     def __post_init__(self) -> None:
         info = workload_info(self.workload)
@@ -111,8 +201,30 @@ class Case:
         _choice("data", self.data, info.data, f"allowed for {self.workload}")
         if self.model_size is not None:
             size_of(self.workload, self.model_size)
-        for key in ("batch_size", "seq_len", "threads", "eval_batches"):
+        _choice("loss", self.loss, LOSSES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        for key, allowed in (
+            ("impl", IMPLS),
+            ("compile_scope", COMPILE_SCOPES),
+            ("compile_cache", COMPILE_CACHES),
+        ):
+            if getattr(self, key) is not None:
+                _choice(key, getattr(self, key), allowed)
+        if self.batch_size != "max":
+            _number("batch_size", self.batch_size, integer=True, bound="positive", optional=True)
+        for key in ("seq_len", "threads", "eval_batches", "lr_schedule_steps"):
             _number(key, getattr(self, key), integer=True, bound="positive", optional=True)
+        _number("lr_warmup_steps", self.lr_warmup_steps, True, "non-negative", optional=True)
+        _number("max_batch_limit", self.max_batch_limit, integer=True, bound="positive")
+        _number("telemetry_interval_s", self.telemetry_interval_s, integer=False, bound="positive")
+        if self.telemetry_interval_s < 0.01:
+            raise ConfigError("telemetry_interval_s", self.telemetry_interval_s, "must be >= 0.01")
+        _number("gamma", self.gamma, integer=False, bound="non-negative", optional=True)
+        _number("alpha", self.alpha, integer=False, bound="positive", optional=True)
+        if self.alpha is not None and self.alpha > 1:
+            raise ConfigError("alpha", self.alpha, "a weight: 0 < alpha <= 1")
+        for key in ("activation_checkpointing", "fullgraph", "dynamic", "nesterov"):
+            _bool(key, getattr(self, key), optional=True)
         for key in ("min_steps", "max_steps", "repeats"):
             _number(key, getattr(self, key), integer=True, bound="positive")
         _number("warmup_steps", self.warmup_steps, integer=True, bound="non-negative")
@@ -133,6 +245,13 @@ class Case:
             raise ConfigError(
                 "max_time_s", self.max_time_s, f"must be >= min_time_s ({self.min_time_s})"
             )
+        if self.compile in CUDAGRAPH_MODES and self.warmup_steps < 2:
+            raise ConfigError(
+                "warmup_steps",
+                self.warmup_steps,
+                f"{self.compile!r} records its CUDA graphs in the first steps after compiling; "
+                "at least 2 keep that out of the measured window",
+            )
         if self.data == "text" and self.data_path is None:
             raise ConfigError("data", self.data, "needs data_path (the text file to train on)")
 
@@ -142,9 +261,7 @@ class Case:
         known = {f.name for f in fields(cls)}
         for key in values:
             if key not in known:
-                raise ConfigError(
-                    key, values[key], f"unknown key; allowed: {', '.join(sorted(known))}"
-                )
+                raise ConfigError(key, values[key], unknown_key_help(key, known))
         case = cls(**values)
         info = workload_info(case.workload)
         resolved: dict[str, Any] = {
@@ -152,17 +269,44 @@ class Case:
             "batch_size": case.batch_size or info.default_batch_size,
             "lr": case.lr if case.lr is not None else DEFAULT_LR[case.optimizer],
         }
+        # Defaults of keys that apply to this case; the others are None (see _NOT_APPLICABLE).
         if info.language:
             shape = size_of(case.workload, resolved["model_size"])
             assert isinstance(shape, GPTSize)
             resolved["seq_len"] = case.seq_len or shape.seq_len
             resolved["eval_batches"] = case.eval_batches or 20
-            resolved["tie_embeddings"] = (
-                True if case.tie_embeddings is None else case.tie_embeddings
+            resolved["tie_embeddings"] = _default(case.tie_embeddings, True)
+            resolved["activation_checkpointing"] = _default(case.activation_checkpointing, False)
+        if case.compile != "eager":
+            resolved["compile_scope"] = case.compile_scope or "model"
+            resolved["fullgraph"] = _default(case.fullgraph, False)
+            resolved["compile_cache"] = case.compile_cache or "warm"
+        if case.optimizer == "sgd-momentum":
+            resolved["nesterov"] = _default(case.nesterov, False)
+        if case.lr_schedule == "warmup-cosine":
+            resolved["lr_warmup_steps"] = _default(case.lr_warmup_steps, 10)
+        if case.lr_schedule != "constant":
+            resolved["lr_schedule_steps"] = case.lr_schedule_steps or (
+                1 + case.warmup_steps + case.max_steps
             )
-        else:
-            resolved.update({key: None for key in LANGUAGE_ONLY_KEYS})
-        return dataclasses.replace(case, **resolved)
+        if case.loss == "focal":
+            resolved["gamma"] = _default(case.gamma, 2.0)
+            resolved["alpha"] = _default(case.alpha, 0.25)
+        case = dataclasses.replace(case, **resolved)
+        return dataclasses.replace(case, **{key: None for key in case.not_applicable()})
+
+    def not_applicable(self) -> list[str]:
+        """Keys that mean nothing for this case: normalised to None, so that they neither change
+        the case id nor pretend to have an effect."""
+        rules = {
+            LANGUAGE_ONLY_KEYS: not workload_info(self.workload).language,
+            COMPILE_ONLY_KEYS: self.compile == "eager",
+            ("nesterov",): self.optimizer != "sgd-momentum",
+            ("lr_warmup_steps",): self.lr_schedule != "warmup-cosine",
+            ("lr_schedule_steps",): self.lr_schedule == "constant",
+            ("gamma", "alpha"): self.loss != "focal",
+        }
+        return [key for keys, applies_not in rules.items() if applies_not for key in keys]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -178,11 +322,29 @@ class Case:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def skip_reason(self) -> str | None:
-        """Why this case cannot run on its device, known before any process starts."""
+        """Why this case cannot run, known before any process starts (a combination that does
+        not apply, never silently run as another)."""
         if self.device == "cpu" and self.compile in CUDAGRAPH_MODES:
             return (
                 f"compile mode {self.compile!r} uses CUDA graphs, which need a CUDA device "
                 "(on CPU: 'max-autotune-no-cudagraphs')"
+            )
+        if self.device == "cpu" and self.precision == "tf32":
+            return "tf32 is a CUDA tensor-core format (matmul and cuDNN); a CPU has no TF32 mode"
+        if self.impl is not None and self.impl not in OPTIMIZER_IMPLS[self.optimizer]:
+            offered = ", ".join(OPTIMIZER_IMPLS[self.optimizer])
+            return f"torch.optim offers {self.optimizer} as {offered}, not {self.impl!r}"
+        if self.compile_scope == "step" and self.optimizer == "lbfgs":
+            return (
+                "lbfgs re-evaluates the model inside step() through its closure; compile it with "
+                "compile_scope = 'model'"
+            )
+        if self.optimizer == "lbfgs" and self.precision == "amp-fp16":
+            return "amp-fp16's GradScaler cannot drive lbfgs, which steps through a closure"
+        if self.compile_scope == "step" and self.fullgraph:
+            return (
+                "compile_scope = 'step' breaks the graph at loss.backward(); fullgraph = true "
+                "cannot hold the whole step in one graph"
             )
         return None
 
@@ -204,10 +366,23 @@ def _number(
     kind = "an integer" if integer else "a number"
     if not isinstance(value, int if integer else int | float) or isinstance(value, bool):
         raise ConfigError(key, value, f"must be {kind}")
+    if not math.isfinite(value):
+        raise ConfigError(key, value, "must be a finite number")
     if bound == "positive" and value <= 0:  # type: ignore[operator]
         raise ConfigError(key, value, f"must be a positive {kind.split()[1]}")
     if bound == "non-negative" and value < 0:  # type: ignore[operator]
         raise ConfigError(key, value, f"must be {kind} >= 0")
+
+
+def unknown_key_help(key: str, known: Iterable[str]) -> str:
+    """What to say about an unknown key: the closest known one, then all that are allowed."""
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key; {hint}allowed: {', '.join(sorted(known))}"
+
+
+def _default(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def _bool(key: str, value: object, optional: bool = False) -> None:

@@ -8,6 +8,7 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -19,6 +20,11 @@ from bench.nvml import inventory
 
 # Variables that change what a run measures.
 _ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "CUDA_", "NCCL_", "TORCH", "PYTORCH_", "BENCH_")
+
+
+def relevant_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables that change what a run measures (threads, devices, compilers)."""
+    return {k: v for k, v in sorted(environ.items()) if k.startswith(_ENV_PREFIXES)}
 
 
 def cpu_model() -> str:
@@ -91,7 +97,7 @@ def collect(repo: Path) -> dict[str, Any]:
         },
         "memory_bytes": psutil.virtual_memory().total,
         "git": git_state(repo),
-        "env_vars": {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)},
+        "env_vars": relevant_env_vars(os.environ),
     }
 
 

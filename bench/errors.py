@@ -24,3 +24,9 @@ class ConfigError(UserError):
 
     def at(self, where: str) -> UserError:
         return UserError(f"{where} {self}")
+
+
+class NotApplicable(Exception):
+    """A combination that does not apply on this device or with this torch (a fused optimizer
+    torch does not offer here, bf16 on a GPU without it, ...): a ``skipped`` record with the
+    reason, never run as something else."""

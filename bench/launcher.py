@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ class Launcher:
         self._context = multiprocessing.get_context("forkserver")
         # Everything a case imports, paid once per sweep instead of once per case.
         self._context.set_forkserver_preload(PRELOAD)
+        # The fork server starts with Ctrl-C ignored (an exec keeps an ignored signal ignored):
+        # a Ctrl-C while it imports torch would otherwise print its traceback. The launcher alone
+        # handles Ctrl-C; workers sit in process groups of their own and are killed by it.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def run(self, job: Job) -> dict[str, Any]:
         """Run one job to its end and return the worker's result, with ``timing`` filled in."""

@@ -6,11 +6,11 @@ those of the block before), the losses of those steps are read, and the stop rul
 - stop at ``max_steps`` issued steps, always;
 - measure at least ``min_steps`` steps and ``min_time_s`` seconds (even past ``max_time_s``: a
   slow step still gets enough samples for its statistics; ``timeout_s`` bounds the process);
-- then stop at ``max_time_s`` seconds, or as soon as the 95% confidence interval of the median
-  step time lies within +-``ci_target`` of it.
+- then stop at ``max_time_s`` seconds, or once the 95% confidence interval of the median step
+  time lies within +-``ci_target`` of it at two block boundaries in a row.
 
-The loss is accumulated on the device within a block and read only once the timer has seen the
-block done, so reading it never makes the host wait for the device.
+The loss is summed on the device per block and read only after the window, so that reading it
+never makes the host wait for the device; the stop rule needs only the step times.
 """
 
 from collections.abc import Callable
@@ -43,7 +43,7 @@ class WindowPolicy:
 class WindowResult:
     step_times_s: list[float]
     losses: list[tuple[int, float]]
-    """(steps done, mean loss over the steps since the previous reading)."""
+    """(steps done, mean loss over the block of steps that ends there)."""
     window_s: float
     stop_reason: StopReason
 
@@ -56,18 +56,27 @@ def block_steps(step_estimate_s: float) -> int:
 
 
 def stop_reason(
-    policy: WindowPolicy, times: list[float], issued: int, elapsed_s: float
-) -> StopReason | None:
+    policy: WindowPolicy,
+    times: list[float],
+    issued: int,
+    elapsed_s: float,
+    narrow_before: bool = False,
+) -> tuple[StopReason | None, bool]:
+    """Why to stop now (or None), and whether the interval met the target at this check.
+
+    Checking after every block and stopping at the first narrow interval would make the nominal
+    95% optimistic (optional stopping on correlated samples); the target must hold at two checks
+    in a row.
+    """
     if issued >= policy.max_steps:
-        return "max_steps"
+        return "max_steps", False
     if len(times) < policy.min_steps or elapsed_s < policy.min_time_s:
-        return None  # the minimums come first, even past max_time_s
+        return None, False  # the minimums come first, even past max_time_s
     if elapsed_s >= policy.max_time_s:
-        return "max_time"
+        return "max_time", False
     half_width = summarize(times).ci_half_width
-    if half_width is not None and half_width <= policy.ci_target:
-        return "ci"
-    return None
+    narrow = half_width is not None and half_width <= policy.ci_target
+    return ("ci" if narrow and narrow_before else None), narrow
 
 
 def run_window(
@@ -79,32 +88,25 @@ def run_window(
 ) -> WindowResult:
     """Run ``step`` (one training step returning its loss) until the stop rule says so."""
     times: list[float] = []
-    losses: list[tuple[int, float]] = []
-    pending: list[tuple[int, torch.Tensor, int]] = []  # (steps done, loss sum, steps summed)
+    # Per block: (steps done, loss summed on the device, steps summed). Read after the window.
+    blocks: list[tuple[int, torch.Tensor, int]] = []
     issued = 0
     reason: StopReason | None = None
+    narrow_before = False
     start = wall()
-    timer.mark()
     while reason is None:
         loss_sum = torch.zeros((), device=loss_device, dtype=torch.float32)
         count = min(steps_per_block, policy.max_steps - issued)
+        timer.start_block()
         for _ in range(count):
             loss = step()
             timer.mark()
             loss_sum.add_(loss.detach())
         issued += count
-        pending.append((issued, loss_sum, count))
+        blocks.append((issued, loss_sum, count))
         times += timer.collect()
-        _read_done_losses(pending, len(times), losses)
-        reason = stop_reason(policy, times, issued, wall() - start)
+        reason, narrow_before = stop_reason(policy, times, issued, wall() - start, narrow_before)
     times += timer.finish()
-    _read_done_losses(pending, len(times), losses)
-    return WindowResult(times, losses, wall() - start, reason)
-
-
-def _read_done_losses(
-    pending: list[tuple[int, torch.Tensor, int]], steps_timed: int, out: list[tuple[int, float]]
-) -> None:
-    while pending and pending[0][0] <= steps_timed:
-        done, loss_sum, count = pending.pop(0)
-        out.append((done, to_host(loss_sum) / count))
+    window_s = wall() - start
+    losses = [(done, to_host(loss_sum) / count) for done, loss_sum, count in blocks]
+    return WindowResult(times, losses, window_s, reason)

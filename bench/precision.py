@@ -1,4 +1,4 @@
-"""Precision policies: the dtype of parameters and the autocast in effect during a step."""
+"""Precision policies: parameter dtype, autocast, loss scaling and the matmul modes in effect."""
 
 import contextlib
 from dataclasses import dataclass
@@ -13,32 +13,48 @@ class PrecisionPolicy:
     """Dtype of the parameters and of floating inputs."""
     autocast_dtype: torch.dtype | None
     """Dtype of ``torch.autocast`` around forward and loss; None runs without autocast."""
+    grad_scaler: bool = False
+    """Scale the loss (``torch.amp.GradScaler``): fp16's range needs it, bf16's does not."""
+    tf32: bool = False
+    """Let CUDA matmuls and cuDNN convolutions use TF32 tensor cores."""
+
+    def apply(self) -> None:
+        """Set torch's process-wide matmul modes. fp32 turns TF32 off for cuDNN too (torch's
+        default there is on), so that an fp32 record is fp32 throughout."""
+        torch.backends.cuda.matmul.allow_tf32 = self.tf32
+        torch.backends.cudnn.allow_tf32 = self.tf32
+        torch.set_float32_matmul_precision("high" if self.tf32 else "highest")
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
-    def describe(self) -> dict[str, str | None]:
+    def describe(self) -> dict[str, str | bool | None]:
         """What was in effect, for the record."""
         return {
             "param_dtype": str(self.param_dtype).removeprefix("torch."),
             "autocast_dtype": (
                 str(self.autocast_dtype).removeprefix("torch.") if self.autocast_dtype else None
             ),
+            "grad_scaler": self.grad_scaler,
             "matmul_precision": torch.get_float32_matmul_precision(),
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         }
 
 
 POLICIES = {
     "fp32": PrecisionPolicy("fp32", torch.float32, None),
+    "tf32": PrecisionPolicy("tf32", torch.float32, None, tf32=True),
     "bf16": PrecisionPolicy("bf16", torch.bfloat16, None),
     "amp-bf16": PrecisionPolicy("amp-bf16", torch.float32, torch.bfloat16),
+    "amp-fp16": PrecisionPolicy("amp-fp16", torch.float32, torch.float16, grad_scaler=True),
 }
 
 
 def unsupported_reason(name: str, device: torch.device) -> str | None:
-    """Why this precision cannot run on this device, or None."""
+    """Why this precision cannot run on this device, or None (device must be usable)."""
     needs_bf16 = POLICIES[name].param_dtype == torch.bfloat16 or name == "amp-bf16"
     if needs_bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return f"{name} needs bf16, which {torch.cuda.get_device_name(device)} does not support"

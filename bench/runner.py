@@ -5,6 +5,7 @@ a seeded random order within each round, so that drift of the machine spreads ov
 instead of biasing one. The run directory's manifest holds everything needed to resume.
 """
 
+import os
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,12 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import bench
+from bench import maxbatch
 from bench.config import RUN_LENGTH_KEYS, Case
+from bench.env import relevant_env_vars
+from bench.errors import UserError
 from bench.launcher import Job, Launcher
 from bench.statistics import median, relative_spread
 from bench.store import (
     ENV,
     MANIFEST,
+    RECORDS,
     SCHEMA,
     RecordWriter,
     new_run_dir,
@@ -80,7 +85,7 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
     manifest = read_json(run_dir / MANIFEST)
     cases = [Case(**values) for values in manifest["cases"]]
     done = set()
-    if (run_dir / "records.jsonl").exists():
+    if (run_dir / RECORDS).exists():
         done = {(r["case_id"], r["repeat"]) for r in read_records(run_dir)}
     jobs = [
         job
@@ -89,8 +94,16 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
     ]
     labels = case_labels(cases)
     launcher = Launcher(run_dir)
-    if not (run_dir / ENV).exists():
-        write_json(run_dir / ENV, launcher.collect_env(PROJECT_ROOT))
+    env = launcher.collect_env(PROJECT_ROOT)
+    if "status" in env:  # the probe itself failed: the cases would too
+        raise RuntimeError(f"cannot start a worker process: {env.get('reason')}")
+    # As the user set them: libraries imported in the worker set some of their own.
+    env["env_vars"] = relevant_env_vars(os.environ)
+    _warn_if_busy(console)
+    if (run_dir / ENV).exists():
+        check_same_environment(read_json(run_dir / ENV), env, run_dir)
+    else:
+        write_json(run_dir / ENV, env)
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -104,15 +117,58 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
         for index, job in enumerate(jobs, start=1):
             label = f"{labels[job.case.id]} r{job.repeat}"
             progress.update(task, description=f"[{index}/{len(jobs)}] {label}")
+            load_1m = os.getloadavg()[0]
             if reason := job.case.skip_reason():
                 result: dict[str, Any] = {"status": "skipped", "reason": reason}
+            elif job.case.batch_size == "max":
+
+                def record_probe(probe: Job, probe_result: dict[str, Any]) -> None:
+                    record = make_record(run_dir.name, manifest["suite"], probe, probe_result)
+                    record["flags"].append(maxbatch.PROBE_FLAG)
+                    writer.append(record)
+                    progress.console.print(
+                        f"  probe batch_size={probe.case.batch_size}: {describe(record)}"
+                    )
+
+                result = maxbatch.search(job, launcher.run, record_probe)
             else:
                 result = launcher.run(job)
+            if result["status"] != "skipped":
+                # What else ran on the machine as the case started: one process's noise.
+                result.setdefault("runtime", {})["load_avg_1m_at_start"] = load_1m
             record = make_record(run_dir.name, manifest["suite"], job, result)
             writer.append(record)
-            progress.console.print(f"[{index}/{len(jobs)}] {label}: {describe(record)}")
+            told = record["status"] == "skipped" and job.repeat > 0
+            line = "skipped (the reason is on its first repeat)" if told else describe(record)
+            progress.console.print(f"[{index}/{len(jobs)}] {label}: {line}")
             progress.advance(task)
     return read_records(run_dir)
+
+
+def _warn_if_busy(console: Console) -> None:
+    """Other work on the machine is noise in every number: say so before measuring."""
+    cores = len(os.sched_getaffinity(0))
+    load_1m = os.getloadavg()[0]
+    if load_1m > 0.5 * cores:
+        console.print(
+            f"[yellow]warning:[/] the machine is busy (load average {load_1m:.1f} on {cores} "
+            "cores): other work will show in the step times; each record keeps the load"
+        )
+
+
+def check_same_environment(recorded: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
+    """A resumed run must measure what it started measuring: same machine, software and code."""
+    keys = (("hostname",), ("torch",), ("cuda",), ("git", "commit"), ("git", "dirty"))
+    for path in keys:
+        before, after = recorded, now
+        for key in path:
+            before, after = (before or {}).get(key), (after or {}).get(key)
+        if before != after:
+            name = ".".join(path)
+            raise UserError(
+                f"--resume {run_dir}: {name} was {before!r} when the run started and is "
+                f"{after!r} now; its records would mix two setups: start a new run"
+            )
 
 
 def make_record(run_id: str, suite: str, job: Job, result: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +184,7 @@ def make_record(run_id: str, suite: str, job: Job, result: dict[str, Any]) -> di
         "runtime": result.get("runtime", {}),
         "metrics": result.get("metrics", {}),
         "samples": result.get("samples", {}),
-        "flags": result.get("flags", []),
+        "flags": list(result.get("flags", [])),
         "timing": result.get("timing", {}),
     }
 
@@ -139,6 +195,9 @@ def describe(record: dict[str, Any]) -> str:
         last_line = (record["reason"] or "").strip().splitlines()[-1:] or [""]
         return f"[yellow]{record['status']}[/]: {last_line[0]}"
     metrics = record["metrics"]
+    if "max_batch_size" in metrics:
+        capped = " (the search's limit: max_batch_limit)" if metrics["max_batch_capped"] else ""
+        return f"[green]ok[/] largest batch that fits: {metrics['max_batch_size']}{capped}"
     step = metrics["step_time_s"]
     ci = ""
     if step["ci95_low"] is not None:
@@ -168,7 +227,7 @@ def unresolved_comparisons(records: list[dict[str, Any]]) -> list[str]:
     by_case: dict[str, list[float]] = {}
     configs: dict[str, dict[str, Any]] = {}
     for record in records:
-        if record["status"] == "ok":
+        if record["status"] == "ok" and "step_time_s" in record["metrics"]:
             by_case.setdefault(record["case_id"], []).append(
                 record["metrics"]["step_time_s"]["median"]
             )
@@ -182,13 +241,14 @@ def unresolved_comparisons(records: list[dict[str, Any]]) -> list[str]:
         if len(differing) != 1 or min(len(by_case[a]), len(by_case[b])) < 2:
             continue
         spread = max(relative_spread(by_case[a]), relative_spread(by_case[b]))
-        difference = abs(median(by_case[a]) / median(by_case[b]) - 1)
+        slower, faster = sorted((median(by_case[a]), median(by_case[b])), reverse=True)
+        difference = slower / faster - 1
         if difference < spread:
             key = differing[0]
             warnings.append(
-                f"{key}={configs[a][key]} vs {key}={configs[b][key]} ({labels[a]}): step times "
-                f"differ by {difference:.1%} but repeats spread {spread:.1%}; "
-                "rerun with more --repeats to resolve it"
+                f"{key}={configs[a][key]} vs {key}={configs[b][key]} ({labels[a]}): one is "
+                f"{difference:.1%} slower, but repeats of a case range over {spread:.1%} of its "
+                "median; rerun with more --repeats to resolve it"
             )
     return warnings
 

@@ -4,6 +4,7 @@ Quantiles use linear interpolation between order statistics (numpy's default, "t
 Hyndman & Fan 1996), so ``quantile(xs, 0.5)`` is the usual median.
 """
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -29,6 +30,7 @@ def median(values: Sequence[float]) -> float:
     return quantile(values, 0.5)
 
 
+@functools.cache  # the exact sum is costly for large n, and the stop rule asks for it often
 def median_ci95_ranks(n: int) -> tuple[int, int] | None:
     """1-based ranks (j, n + 1 - j) of the order statistics bounding a 95% CI of the median.
 

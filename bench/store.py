@@ -5,6 +5,7 @@ so a run killed at any moment keeps every record that finished; a cut-off last l
 is skipped by readers and removed by :meth:`RecordWriter.open` before a resume appends.
 """
 
+import fcntl
 import json
 import os
 import warnings
@@ -19,6 +20,7 @@ RECORDS = "records.jsonl"
 MANIFEST = "run.json"
 ENV = "env.json"
 REQUIRED_FIELDS = ("case_id", "status", "config")
+STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 # Directories under results/ that hold no suite's runs.
 NOT_SUITES = ("report", "baselines")
 
@@ -111,6 +113,11 @@ def _parse_line(file: Path, number: int, line: bytes) -> dict[str, Any]:
             raise UserError(f"{where} missing field {field!r}")
     if not isinstance(record["config"], dict):
         raise UserError(f"{where} field 'config' is not an object")
+    if record["status"] not in STATUSES:
+        raise UserError(f"{where} status {record['status']!r} is not one of {', '.join(STATUSES)}")
+    metrics = record.get("metrics") or {}
+    if record["status"] == "ok" and not ("step_time_s" in metrics or "max_batch_size" in metrics):
+        raise UserError(f"{where} an ok record without metrics.step_time_s")
     return record
 
 
@@ -119,8 +126,15 @@ class RecordWriter:
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / RECORDS
-        self._drop_cut_off_line()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            # One writer per run: a second `bench run --resume` of the same run would duplicate
+            # its records. The lock goes with the process, however it ends.
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise UserError(f"{run_dir}: another bench process is writing this run") from None
+        self._drop_cut_off_line()
 
     def _drop_cut_off_line(self) -> None:
         if not self.path.exists():

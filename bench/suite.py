@@ -16,13 +16,23 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bench.config import DEVICES, LANGUAGE_ONLY_KEYS, Case
+from bench.config import COMPILE_ONLY_KEYS, DEVICES, LANGUAGE_ONLY_KEYS, Case, unknown_key_help
 from bench.errors import ConfigError, UserError
 
 CASE_KEYS = tuple(f.name for f in fields(Case) if f.name != "device")
 _TOP_KEYS = ("suite", "base", "matrix", "include", "exclude", "device")
 _SUITE_KEYS = ("name", "description")
 _DEVICE_TABLES = ("matrix", "include", "exclude")
+# Keys that Case.not_applicable() may set to None.
+_NULLABLE = {
+    *LANGUAGE_ONLY_KEYS,
+    *COMPILE_ONLY_KEYS,
+    "nesterov",
+    "lr_warmup_steps",
+    "lr_schedule_steps",
+    "gamma",
+    "alpha",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class Suite:
 def resolve_path(name: str) -> Path:
     """``suites/x`` or ``suites/x.toml`` -> the file; a clear error when neither exists."""
     path = Path(name)
+    if path.is_dir():
+        raise UserError(f"{name}: a directory; give a suite file, e.g. suites/compile_vs_eager")
     candidates = [path] if path.suffix == ".toml" else [path.with_name(path.name + ".toml"), path]
     for candidate in candidates:
         if candidate.is_file():
@@ -116,6 +128,15 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
     where.update({key: f"[device.{device}]" for key in settings})
     where.update({key: "[matrix]" for key in suite.matrix})
     where.update({key: f"[device.{device}.matrix]" for key in device_table.get("matrix", {})})
+    # A list in [base] or [device.<d>] is an axis too (batch_size = [32, 64, 128]).
+    for key, value in list(base.items()):
+        if isinstance(value, list):
+            if not value:
+                raise ConfigError(key, value, "an axis needs at least one value").at(
+                    f"{suite.path}: {where[key]}"
+                )
+            matrix.setdefault(key, value)
+            del base[key]
     pinned = {}
     for key, value in overrides.items():
         where[key] = "--set"
@@ -127,6 +148,9 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
             matrix.pop(key, None)
             pinned[key] = value
 
+    # An include entry that contradicts a pinned value (--set workload=mlp against an entry for
+    # the gpt) describes cases the user has ruled out: it neither extends nor adds a case.
+    include = [e for e in include if all(pinned.get(k, v) == v for k, v in e.items())]
     combos = _combinations(matrix, exclude, include)
     if not combos:
         raise UserError(f"{suite.path}: the matrix expands to no cases (every one is excluded)")
@@ -138,6 +162,11 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
         except ConfigError as error:
             source = where.get(error.key, "[[include]]" if error.key in combo else "defaults")
             raise error.at(f"{suite.path}: {source}") from None
+        if case.data == "text" and not Path(str(case.data_path)).is_file():
+            raise UserError(
+                f"{suite.path}: {where.get('data_path', '[[include]]')} data_path = "
+                f"{case.data_path!r}: no such file (data = 'text' trains on it)"
+            )
         kept = cases.setdefault(case.id, case)
         if kept != case:
             warnings.warn(
@@ -145,7 +174,7 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
                 "the first one's are kept",
                 stacklevel=2,
             )
-    _warn_unused_language_keys(suite, list(cases.values()), {**base, **pinned}, matrix)
+    _warn_no_effect(suite, list(cases.values()), {*base, *pinned, *matrix} & _NULLABLE)
     return list(cases.values())
 
 
@@ -159,7 +188,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if key == "device":
         raise UserError("--set device=...: the device is chosen with --device cpu|cuda")
     if key not in CASE_KEYS:
-        raise UserError(f"--set {key}: unknown key; allowed: {', '.join(sorted(CASE_KEYS))}")
+        raise UserError(f"--set {key}: {unknown_key_help(key, CASE_KEYS)}")
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
@@ -240,15 +269,15 @@ def _check_keys(table: dict[str, Any], allowed, path: Path, where: str, fail) ->
         if key == "device" and where != "top level":
             raise fail(where, key, value, "the device is chosen with bench run --device")
         if key not in allowed:
-            raise fail(where, key, value, f"unknown key; allowed: {', '.join(sorted(allowed))}")
+            raise fail(where, key, value, unknown_key_help(key, allowed))
 
 
-def _warn_unused_language_keys(suite, cases, pinned, matrix) -> None:
-    if any(case.seq_len is not None for case in cases):
-        return
-    for key in LANGUAGE_ONLY_KEYS:
-        if key in pinned or key in matrix:
+def _warn_no_effect(suite: Suite, cases: list[Case], keys: set[str]) -> None:
+    """A key the suite sets that applies to none of its cases (``seq_len`` with only MLPs,
+    ``gamma`` without the focal loss, ...) changes nothing: say so rather than pretend."""
+    for key in sorted(keys):
+        if all(getattr(case, key) is None for case in cases):
             warnings.warn(
-                f"{suite.path}: {key} has no effect: no case of this suite is a language model",
-                stacklevel=2,
+                f"{suite.path}: {key} has no effect: it applies to none of this suite's cases",
+                stacklevel=3,
             )

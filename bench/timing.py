@@ -1,8 +1,8 @@
 """Clocks and host synchronisation: every clock read and every device sync of a run lives here.
 
-A window of training steps is timed by a :class:`StepTimer` that marks the boundary between
-consecutive steps, so that step i's time is ``mark[i + 1] - mark[i]`` and the step times add up to
-the window. Two implementations sit behind that one interface:
+A window of training steps is timed in blocks by a :class:`StepTimer` that marks the boundary
+between consecutive steps, so that step i's time is ``mark[i + 1] - mark[i]``; the gaps between
+blocks (the harness's bookkeeping) are in no step. Two implementations share that interface:
 
 - :class:`HostTimer` (CPU): ``time.perf_counter`` at each mark. CPU ops run synchronously, so the
   host clock is the device clock.
@@ -43,8 +43,14 @@ def time_call(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
 
 
 class StepTimer(Protocol):
+    """Times steps in blocks. Within a block, step i's time is ``mark[i + 1] - mark[i]``; the gap
+    between blocks (the harness's own bookkeeping) belongs to no step."""
+
+    def start_block(self) -> None:
+        """Mark the start of a block of steps."""
+
     def mark(self) -> None:
-        """Mark a step boundary: call once before the first step and after every step."""
+        """Mark the end of a step (and the start of the next one in the block)."""
 
     def collect(self) -> list[float]:
         """Step times (s) that are known by now and not returned before, in order."""
@@ -57,17 +63,18 @@ class HostTimer:
     """Step times from ``time.perf_counter`` (CPU devices)."""
 
     def __init__(self) -> None:
-        self._marks: list[float] = []
-        self._returned = 0  # number of step times already handed out
+        self._blocks: list[list[float]] = []
+        self._returned = 0  # blocks already handed out
+
+    def start_block(self) -> None:
+        self._blocks.append([time.perf_counter()])
 
     def mark(self) -> None:
-        self._marks.append(time.perf_counter())
+        self._blocks[-1].append(time.perf_counter())
 
     def collect(self) -> list[float]:
-        marks = self._marks
-        times = [b - a for a, b in zip(marks[self._returned :], marks[self._returned + 1 :])]
-        self._returned += len(times)
-        return times
+        done, self._returned = self._blocks[self._returned :], len(self._blocks)
+        return [b - a for marks in done for a, b in zip(marks, marks[1:])]
 
     def finish(self) -> list[float]:
         return self.collect()
@@ -76,43 +83,43 @@ class HostTimer:
 class CudaEventTimer:
     """Step times from CUDA events, with no host synchronisation per step.
 
-    ``collect`` returns the steps up to the previous call of ``collect`` only: it waits on the last
-    event of that earlier block, which the GPU has usually finished already while it works on the
-    block queued since. The host thus reads times without draining the GPU's queue, and the GPU
-    never idles for the harness. ``finish`` synchronises once, at the end of the window.
+    ``collect`` returns only the blocks before the one in progress: it waits on the last event of
+    the block before it, which the GPU has usually finished already while it works on the block
+    queued since. The host thus reads times without draining the GPU's queue, and the GPU never
+    idles for the harness. ``finish`` waits once, at the end of the window.
     """
 
     def __init__(self, make_event: Callable[[], Any] | None = None) -> None:
         # make_event is the hardware boundary: tests on a CPU machine pass a fake event.
         self._make_event = make_event or (lambda: torch.cuda.Event(enable_timing=True))
-        self._events: list[Any] = []
-        self._returned = 0  # step times already handed out
-        self._ready = 0  # events up to this index belong to a block that collect may read
+        self._blocks: list[list[Any]] = []
+        self._returned = 0  # blocks already handed out
 
-    def mark(self) -> None:
+    def _record(self) -> Any:
         event = self._make_event()
         event.record()
-        self._events.append(event)
+        return event
+
+    def start_block(self) -> None:
+        self._blocks.append([self._record()])
+
+    def mark(self) -> None:
+        self._blocks[-1].append(self._record())
 
     def _read(self, upto: int) -> list[float]:
-        events = self._events[self._returned : upto]
+        done, self._returned = self._blocks[self._returned : upto], max(self._returned, upto)
+        if not done:
+            return []
+        # Wait for the end of the last block read only (not a device-wide synchronize).
+        done[-1][-1].synchronize()
         # elapsed_time is in milliseconds.
-        times = [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:])]
-        self._returned += len(times)
-        return times
+        return [a.elapsed_time(b) / 1e3 for events in done for a, b in zip(events, events[1:])]
 
     def collect(self) -> list[float]:
-        ready, self._ready = self._ready, len(self._events)
-        if ready <= self._returned + 1:
-            return []
-        # Wait for the end of the earlier block only (not a device-wide synchronize).
-        self._events[ready - 1].synchronize()
-        return self._read(ready)
+        return self._read(len(self._blocks) - 1)
 
     def finish(self) -> list[float]:
-        if self._events:
-            self._events[-1].synchronize()
-        return self._read(len(self._events))
+        return self._read(len(self._blocks))
 
 
 def step_timer(device: torch.device) -> StepTimer:
@@ -120,6 +127,12 @@ def step_timer(device: torch.device) -> StepTimer:
 
 
 def to_host(value: torch.Tensor) -> float:
-    """Copy a scalar to the host. A sync: call it only on values the timer has already seen done
-    (a loss read after ``collect`` returned its step) or outside the window."""
+    """Copy a scalar to the host. On CUDA this waits for all work queued so far: call it only
+    outside the measured window (losses of the window are read after ``finish``)."""
     return value.item()
+
+
+def epoch() -> float:
+    """Wall-clock seconds since the epoch: the one clock two processes share (launch to start of
+    a worker); never for step times."""
+    return time.time()

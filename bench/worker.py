@@ -8,9 +8,8 @@ launcher turns the result into a record; this module imports torch, the launcher
 import json
 import math
 import os
-import resource
+import shutil
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,11 +20,18 @@ from torch import nn
 
 from bench import compile as compiling
 from bench.config import CUDAGRAPH_MODES, Case
+from bench.errors import NotApplicable
+from bench.flops import count_step_flops
+from bench.losses import build_loss
 from bench.measure import WindowPolicy, block_steps, run_window
-from bench.optimizers import build_optimizer
+from bench.memory import PeakMemory
+from bench.mfu import flops_metrics
+from bench.optimizers import Optimizers, build_optimizers
 from bench.precision import POLICIES, unsupported_reason
+from bench.schedules import build_scheduler
 from bench.statistics import summarize
-from bench.timing import step_timer, synchronize, time_call, wall
+from bench.telemetry.window import WindowTelemetry
+from bench.timing import epoch, step_timer, synchronize, time_call, to_host, wall
 from bench.workloads.workload import Workload, build
 
 ERROR_TAIL_LINES = 20
@@ -49,15 +55,70 @@ class Training:
 
     workload: Workload
     step: Callable[[], torch.Tensor]
+    optimizers: Optimizers
+    counters: dict[str, Any]
+    """Counted while training: ``function_evals`` (a Python int: closure calls of lbfgs) and
+    ``skipped_steps`` (a device tensor: steps GradScaler skipped for inf/NaN gradients)."""
+    scaler: torch.amp.GradScaler | None
 
 
 def prepare(case: Case, device: torch.device) -> Training:
-    """Build the case's data, model, optimizer, precision and compile wrapper."""
+    """Build the case's data, model, loss, optimizer, schedule, precision and compile wrapper."""
     policy = POLICIES[case.precision]
+    policy.apply()
     torch.manual_seed(case.seed)
     workload = build(case, device, policy.param_dtype)
-    train_module = compiling.wrap(TrainModule(workload.model, workload.loss_fn), case.compile)
-    optimizer = build_optimizer(case.optimizer, workload.model, case.lr)
+    module = TrainModule(workload.model, build_loss(case.loss, case.gamma, case.alpha))
+    step_scope = case.compile_scope == "step"
+    train_module = module if step_scope else compiling.wrap(module, case)
+    optimizers = build_optimizers(case, workload.model, tensor_lr=step_scope)
+    schedulers = build_scheduler(
+        optimizers.optimizers, case.lr_schedule, case.lr_schedule_steps, case.lr_warmup_steps
+    )
+    scaler = torch.amp.GradScaler(device.type) if policy.grad_scaler else None
+    counters: dict[str, Any] = {
+        "function_evals": 0,
+        "skipped_steps": torch.zeros((), device=device, dtype=torch.int64),
+    }
+
+    def forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with policy.autocast(device):
+            return train_module(x, y)
+
+    def update(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Forward, backward and optimizer step on one batch."""
+        optimizers.zero_grad()
+        loss = forward(x, y)
+        if scaler is None:
+            loss.backward()
+            optimizers.step()
+            return loss
+        scaler.scale(loss).backward()
+        # Read on the device: a host read of the scale each step would be a sync per step.
+        scale_before = scaler._scale.clone()
+        for optimizer in optimizers.optimizers:
+            scaler.step(optimizer)
+        scaler.update()
+        counters["skipped_steps"] += scaler._scale < scale_before  # backs off only on inf/NaN
+        return loss
+
+    def lbfgs_update(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """LBFGS re-evaluates loss and gradient through a closure, several times per step."""
+
+        def closure() -> torch.Tensor:
+            counters["function_evals"] += 1
+            optimizers.zero_grad()
+            loss = forward(x, y)
+            loss.backward()
+            return loss
+
+        (optimizer,) = optimizers.optimizers
+        return optimizer.step(closure)  # the loss of the first evaluation, before the update
+
+    if case.optimizer == "lbfgs":
+        update_fn = lbfgs_update
+    else:
+        update_fn = compiling.wrap(update, case) if step_scope else update
     marks_steps = device.type == "cuda" and case.compile in CUDAGRAPH_MODES
 
     def step() -> torch.Tensor:
@@ -65,40 +126,49 @@ def prepare(case: Case, device: torch.device) -> Training:
             # Tell CUDA-graph trees that a new training iteration begins, so that replaying the
             # graph may reuse the previous iteration's output memory (torch.compiler docs).
             torch.compiler.cudagraph_mark_step_begin()
-        x, y = workload.next_batch()
-        with policy.autocast(device):
-            loss = train_module(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = update_fn(*workload.next_batch())
+        for scheduler in schedulers:
+            scheduler.step()
         return loss
 
-    return Training(workload, step)
+    return Training(workload, step, optimizers, counters, scaler)
 
 
 def measure(case: Case) -> dict[str, Any]:
     """Run the case's training steps and return ``runtime``, ``metrics``, ``samples``, ``flags``."""
     device = torch.device(case.device)
-    threads = case.threads or os.cpu_count() or 1
+    threads = case.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    policy = POLICIES[case.precision]
-    if reason := unsupported_reason(case.precision, device):
-        return {"status": "skipped", "reason": reason}
     if device.type == "cuda" and not torch.cuda.is_available():
         return {"status": "skipped", "reason": "no CUDA device is available to this process"}
+    if reason := unsupported_reason(case.precision, device):
+        return {"status": "skipped", "reason": reason}
+    cold_cache = compiling.use_cold_cache() if case.compile_cache == "cold" else None
 
     setup_start = wall()
-    training = prepare(case, device)
+    try:
+        training = prepare(case, device)
+    except NotApplicable as error:
+        return {"status": "skipped", "reason": str(error)}
     workload, step = training.workload, training.step
     setup_s = wall() - setup_start
+    # FLOPs counted once, on the eager model with the case's loss, before the first (compiling)
+    # step: never under compile (bench/flops.py).
+    eager = TrainModule(workload.model, build_loss(case.loss, case.gamma, case.alpha))
+    autocast, batch = POLICIES[case.precision].autocast(device), workload.next_batch()
+    flops_per_evaluation, flop_count_s = time_call(
+        lambda: count_step_flops(eager, batch, autocast), device
+    )
     _, first_step_s = time_call(step, device)
     frames_after_first_step = compiling.frames_compiled()
     _, warmup_s = time_call(lambda: [step() for _ in range(case.warmup_steps)], device)
     step_estimate_s = warmup_s / case.warmup_steps if case.warmup_steps else first_step_s
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    telemetry = WindowTelemetry(device, case.telemetry_interval_s)
+    memory = PeakMemory(device)
+    memory.reset()
     frames_before_window = compiling.frames_compiled()
+    telemetry.start()
     window = run_window(
         step,
         step_timer(device),
@@ -108,29 +178,54 @@ def measure(case: Case) -> dict[str, Any]:
         block_steps(step_estimate_s),
         device,
     )
+    telemetry.stop()
     flags = []
     if any(not math.isfinite(loss) for _, loss in window.losses):
         flags.append("loss_not_finite")
     if compiling.frames_compiled() > frames_before_window:
         flags.append("recompile_in_window")
-    peak_alloc = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    peak_reserved = torch.cuda.max_memory_reserved(device) if device.type == "cuda" else None
+    peaks = memory.read()
 
     eval_start = wall()
-    with policy.autocast(device):
+    with POLICIES[case.precision].autocast(device):
         evaluation = workload.evaluate(workload.model)
     synchronize(device)
     eval_s = wall() - eval_start
 
     stats = summarize(window.step_times_s)
     tokens = workload.tokens_per_step
-    return {
+    steps_total = 1 + case.warmup_steps + stats.n
+    optimizer = {
+        "state_bytes": training.optimizers.state_bytes(),
+        "final_lr": training.optimizers.lr,
+        "function_evals_per_step": (
+            training.counters["function_evals"] / steps_total if case.optimizer == "lbfgs" else None
+        ),
+    }
+    observed = telemetry.result(stats.n, workload.samples_per_step)
+    flags += observed.flags
+    flops = flops_metrics(
+        case,
+        device,
+        flops_per_evaluation,
+        stats.median,
+        tokens,
+        evaluations_per_step=optimizer["function_evals_per_step"] or 1.0,
+    )
+    amp = None
+    if training.scaler is not None:
+        amp = {
+            "final_scale": training.scaler.get_scale(),
+            "num_skipped_steps": int(to_host(training.counters["skipped_steps"])),
+            "num_steps": steps_total,
+        }
+    result = {
         "status": "ok",
         "reason": None,
         "runtime": {
             "threads": threads,
             "device_name": _device_name(device),
-            **policy.describe(),
+            **POLICIES[case.precision].describe(),
             "data": {
                 "name": workload.data.name,
                 "num_train": workload.data.num_train,
@@ -138,7 +233,7 @@ def measure(case: Case) -> dict[str, Any]:
                 "sha256": workload.data.sha256,
                 "path": workload.data.path,
             },
-            "compile": compiling.stats(case.compile, frames_after_first_step),
+            "compile": compiling.stats(case, frames_after_first_step),
         },
         "metrics": {
             "step_time_s": stats.to_dict(),
@@ -149,26 +244,32 @@ def measure(case: Case) -> dict[str, Any]:
             "window_s": window.window_s,
             "stop_reason": window.stop_reason,
             "num_params": sum(p.numel() for p in workload.model.parameters()),
-            "peak_alloc_bytes": peak_alloc,
-            "peak_reserved_bytes": peak_reserved,
-            # ru_maxrss is in KiB on Linux.
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            **peaks,
             "final_train_loss": window.losses[-1][1] if window.losses else None,
             "eval": evaluation,
+            "optimizer": optimizer,
+            "amp": amp,
+            "flops": flops,
+            **observed.metrics,
         },
         "samples": {
             "step_time_s": window.step_times_s,
             "loss": [[done, loss] for done, loss in window.losses],
+            "telemetry": observed.samples,
         },
         "flags": flags,
         "timing": {
             "setup_s": setup_s,
+            "flop_count_s": flop_count_s,
             "first_step_s": first_step_s,
             "warmup_s": warmup_s,
             "window_s": window.window_s,
             "eval_s": eval_s,
         },
     }
+    if cold_cache:
+        shutil.rmtree(cold_cache, ignore_errors=True)
+    return result
 
 
 def _device_name(device: torch.device) -> str:
@@ -198,8 +299,9 @@ def error_tail(error: BaseException) -> str:
 
 def main(case_dict: dict[str, Any], result_path: str, log_path: str, launched_at: float) -> None:
     """Entry point of the worker process (forked by the launcher's fork server)."""
-    started = time.time()
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    started = epoch()
+    # Truncated: a resumed run's log holds this attempt only, not a killed one's lines.
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     try:
@@ -209,10 +311,22 @@ def main(case_dict: dict[str, Any], result_path: str, log_path: str, launched_at
         result = {"status": classify_failure(error), "reason": error_tail(error)}
     timing = result.setdefault("timing", {})
     timing["spawn_s"] = started - launched_at
-    timing["worker_s"] = time.time() - started
+    timing["worker_s"] = epoch() - started
     sys.stdout.flush()
     sys.stderr.flush()
     tmp = f"{result_path}.tmp"
     with open(tmp, "w") as f:
-        json.dump(result, f)  # a diverged loss is written as NaN, which Python's json reads back
+        json.dump(finite_or_null(result), f, allow_nan=False)
     os.replace(tmp, result_path)
+
+
+def finite_or_null(value: Any) -> Any:
+    """NaN and infinities (a diverged loss) as null: JSON has no such numbers, and strict readers
+    (jq, browsers) reject the bare ``NaN`` Python would write. The record's flags say why."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import Case
@@ -95,8 +96,9 @@ def cost_per_step(steps: int = 200_000) -> tuple[float, float]:
     return window.window_s / steps, (clock.perf_counter() - started) / steps
 
 
-def main() -> None:
-    case = Case.from_dict(
+def tutorial_case() -> Case:
+    """The tutorial's MLP, fp32, eager, batch 64, Adam, for exactly STEPS measured steps."""
+    return Case.from_dict(
         {
             "workload": "mlp",
             "model_size": "base",
@@ -111,6 +113,22 @@ def main() -> None:
             "min_time_s": 0.0,
         }
     )
+
+
+@dataclass
+class Rounds:
+    """Both sides in fresh processes, interleaved: per-round medians and bench's results."""
+
+    bench_medians: list[float]
+    plain_medians: list[float]
+    results: list[dict]
+    server_s: float
+    """Fork server start + first case, paid once per sweep."""
+    imports_s: float
+    """The imports alone in a new interpreter, for comparison."""
+
+
+def interleaved_rounds(case: Case, rounds: int = ROUNDS) -> Rounds:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         (run_dir / "logs").mkdir()
@@ -119,7 +137,7 @@ def main() -> None:
         bench_side(launcher, case, repeat=-1)  # starts the fork server; not counted below
         server_s = time.perf_counter() - started
         bench_medians, plain_medians, results = [], [], []
-        for round_ in range(ROUNDS):
+        for round_ in range(rounds):
             sides = ("bench", "plain") if round_ % 2 == 0 else ("plain", "bench")
             for side in sides:
                 if side == "bench":
@@ -139,46 +157,99 @@ def main() -> None:
             text=True,
             check=True,
         )
+    return Rounds(bench_medians, plain_medians, results, server_s, float(interpreter.stdout))
+
+
+def rounds_report(rounds: Rounds) -> list[str]:
+    """The per-round table, the ratio of bench to plain, and the fixed cost per case."""
+    bench_medians, plain_medians = rounds.bench_medians, rounds.plain_medians
     ratios = [b / p for b, p in zip(bench_medians, plain_medians)]
     ratio = statistics.median(bench_medians) / statistics.median(plain_medians)
-    print(f"tutorial MLP, fp32, eager, batch 64, Adam, {STEPS} steps per process, {ROUNDS} rounds")
-    print("round  bench ms  plain ms  ratio")
+    lines = [
+        f"tutorial MLP, fp32, eager, batch 64, Adam, {STEPS} steps per process, "
+        f"{len(ratios)} rounds",
+        "round  bench ms  plain ms  ratio",
+    ]
     for i, (b, p) in enumerate(zip(bench_medians, plain_medians)):
-        print(f"{i:5d}  {b * 1e3:8.3f}  {p * 1e3:8.3f}  {b / p:5.3f}")
+        lines.append(f"{i:5d}  {b * 1e3:8.3f}  {p * 1e3:8.3f}  {b / p:5.3f}")
     summary = summarize(ratios)
-    print(
+    interval = (
+        f"95% CI {summary.ci95_low:.3f}-{summary.ci95_high:.3f}, "
+        if summary.ci95_low is not None
+        else ""
+    )
+    lines.append(
         f"ratio of medians bench/plain: {ratio:.3f}; per-round ratio (paired, same round): "
-        f"median {summary.median:.3f}, 95% CI {summary.ci95_low:.3f}-{summary.ci95_high:.3f}, "
+        f"median {summary.median:.3f}, {interval}"
         f"range {min(ratios):.3f}-{max(ratios):.3f}; target <= 1.03"
     )
 
-    in_process = summarize(window_overhead(case))
-    print(
+    def median_of(key: str) -> float:
+        return statistics.median(r["timing"][key] for r in rounds.results)
+
+    lines.append(
+        f"fixed cost per case: {median_of('fixed_s'):.3f} s median "
+        f"(spawn {median_of('spawn_s'):.3f} s, set-up {median_of('setup_s'):.3f} s, "
+        f"whole process {median_of('wall_s'):.3f} s); target < 5 s"
+    )
+    lines.append(
+        f"once per sweep: fork server start + first case {rounds.server_s:.2f} s; "
+        f"for comparison, the imports alone in a new interpreter: {rounds.imports_s:.2f} s"
+    )
+    return lines
+
+
+def window_report(ratios: list[float]) -> str:
+    in_process = summarize(ratios)
+    return (
         f"in one process, bench's window vs a bare loop over the same step (30 rounds of 200 "
         f"steps): median ratio {in_process.median:.4f}, 95% CI "
         f"{in_process.ci95_low:.4f}-{in_process.ci95_high:.4f}"
     )
 
-    window_s, bare_s = cost_per_step()
-    step_s = statistics.median(bench_medians)
-    print(
+
+def cost_report(window_s: float, bare_s: float, step_s: float) -> str:
+    return (
         f"around a step that does nothing: window {window_s * 1e6:.2f} us/step, bare timed loop "
         f"{bare_s * 1e6:.2f} us/step; bench adds {(window_s - bare_s) * 1e6:.2f} us per step = "
         f"{(window_s - bare_s) / step_s:.3%} of this MLP's {step_s * 1e3:.2f} ms step"
     )
 
-    def median_of(key: str) -> float:
-        return statistics.median(r["timing"][key] for r in results)
 
-    print(
-        f"fixed cost per case: {median_of('fixed_s'):.3f} s median "
-        f"(spawn {median_of('spawn_s'):.3f} s, set-up {median_of('setup_s'):.3f} s, "
-        f"whole process {median_of('wall_s'):.3f} s); target < 5 s"
-    )
-    print(
-        f"once per sweep: fork server start + first case {server_s:.2f} s; "
-        f"for comparison, the imports alone in a new interpreter: {float(interpreter.stdout):.2f} s"
-    )
+def report_lines(
+    rounds: Rounds, window_ratios: list[float], window_s: float, bare_s: float
+) -> list[str]:
+    """Everything the benchmark prints, in order."""
+    lines = rounds_report(rounds)
+    step_s = statistics.median(rounds.bench_medians)
+    middle = [window_report(window_ratios), cost_report(window_s, bare_s, step_s)]
+    return lines[:-2] + middle + lines[-2:]
+
+
+def figures(
+    rounds: Rounds, window_ratios: list[float], window_s: float, bare_s: float
+) -> dict[str, object]:
+    """The printed figures as numbers (for pytest-benchmark's extra_info)."""
+    ratios = [b / p for b, p in zip(rounds.bench_medians, rounds.plain_medians)]
+    return {
+        "bench_step_medians_s": rounds.bench_medians,
+        "plain_step_medians_s": rounds.plain_medians,
+        "ratio_of_medians": statistics.median(rounds.bench_medians)
+        / statistics.median(rounds.plain_medians),
+        "per_round_ratio": summarize(ratios).to_dict(),
+        "window_vs_bare_ratio": summarize(window_ratios).to_dict(),
+        "window_s_per_step": window_s,
+        "bare_s_per_step": bare_s,
+        "fixed_cost_s": statistics.median(r["timing"]["fixed_s"] for r in rounds.results),
+        "server_start_s": rounds.server_s,
+        "imports_s": rounds.imports_s,
+    }
+
+
+def main() -> None:
+    case = tutorial_case()
+    rounds = interleaved_rounds(case)
+    print("\n".join(report_lines(rounds, window_overhead(case), *cost_per_step())))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,8 @@ from torch import nn
 from bench.workloads.data import digits
 
 
-def main(steps: int, warmup: int, batch_size: int = 64, seed: int = 0) -> list[float]:
+def make_step(batch_size: int = 64, seed: int = 0) -> Callable[[], None]:
+    """One plain training step of the tutorial MLP on the digits, as a closure."""
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(seed)
     splits = digits()
@@ -47,6 +49,11 @@ def main(steps: int, warmup: int, batch_size: int = 64, seed: int = 0) -> list[f
         loss.backward()
         optimizer.step()
 
+    return step
+
+
+def main(steps: int, warmup: int) -> list[float]:
+    step = make_step()
     for _ in range(warmup):
         step()
     times = []

@@ -38,7 +38,11 @@ def test_path_with_or_without_extension(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[base]\nbatchsize = 64\n", "[base] batchsize = 64: unknown key; allowed: batch_size, "),
+        (
+            "[base]\nbatchsize = 64\n",
+            "[base] batchsize = 64: unknown key; did you mean 'batch_size'? allowed: "
+            "activation_checkpointing, alpha, batch_size, ",
+        ),
         (
             "[base]\nbatch_size = '64'\n",
             "[base] batch_size = '64': must be an integer",
@@ -53,11 +57,12 @@ def test_path_with_or_without_extension(tmp_path):
         ),
         (
             "[matrix]\nprecision = ['fp32', 'fp64']\n",
-            "[matrix] precision = 'fp64': allowed: fp32, bf16, amp-bf16",
+            "[matrix] precision = 'fp64': allowed: fp32, tf32, bf16, amp-bf16, amp-fp16",
         ),
         (
             "[matrix]\noptimizer = ['adam', 'lion']\n",
-            "[matrix] optimizer = 'lion': allowed: sgd, adam, adamw",
+            "[matrix] optimizer = 'lion': allowed: sgd, sgd-momentum, adam, adamw, adagrad, "
+            "rmsprop, adafactor, muon, lbfgs",
         ),
         (
             "[base]\ncompile = 'max_autotune'\n",
@@ -79,7 +84,10 @@ def test_path_with_or_without_extension(tmp_path):
             "[matrix]\ncompile = 'eager'\n",
             "[matrix] compile = 'eager': a matrix axis is a list of values",
         ),
-        ("[bases]\nx = 1\n", "top level bases = {'x': 1}: unknown key; allowed: base, device, "),
+        (
+            "[bases]\nx = 1\n",
+            "top level bases = {'x': 1}: unknown key; did you mean 'base'? allowed: base, device, ",
+        ),
         (
             "[base]\nmin_steps = 50\nmax_steps = 10\n",
             "[base] max_steps = 10: must be >= min_steps (50)",
@@ -104,7 +112,7 @@ def test_path_with_or_without_extension(tmp_path):
         ),
         (
             "[[include]]\nworkload = 'gpt'\nprecision = 'int8'\n",
-            "[[include]] precision = 'int8': allowed: fp32, bf16, amp-bf16",
+            "[[include]] precision = 'int8': allowed: fp32, tf32, bf16, amp-bf16, amp-fp16",
         ),
         ("[suite]\nname = ''\n", "[suite] name = '': must be a non-empty string"),
     ],
@@ -128,7 +136,7 @@ def test_not_utf8_is_an_error(tmp_path):
 def test_set_override_errors():
     with pytest.raises(UserError, match="expected key=value"):
         suites.parse_override("batch_size")
-    with pytest.raises(UserError, match="unknown key; allowed: "):
+    with pytest.raises(UserError, match="unknown key; did you mean 'batch_size'. allowed: "):
         suites.parse_override("batchsize=3")
     with pytest.raises(UserError, match="--device"):
         suites.parse_override("device=cuda")
@@ -282,3 +290,54 @@ def test_without_matrix_each_include_is_a_case_and_without_either_base_is_one(tm
     assert settings(cases, "workload", "batch_size") == [("gpt", 16), ("mlp", 8)]
     single = suites.expand(suites.load(str(write(tmp_path, "[base]\nbatch_size=8\n"))), "cpu")
     assert settings(single, "workload", "batch_size") == [("mlp", 8)]
+
+
+def test_a_list_in_base_is_an_axis(tmp_path):
+    text = "[base]\nmodel_size='tiny'\nbatch_size=[32, 64]\n[matrix]\ncompile=['eager']\n"
+    cases = suites.expand(suites.load(str(write(tmp_path, text))), "cpu")
+    assert settings(cases, "batch_size", "compile") == [(32, "eager"), (64, "eager")]
+    # A list in a device table too; an empty one is the usual one-line error.
+    text = "[base]\nmodel_size='tiny'\n[device.cpu]\nbatch_size=[8, 16, 'max']\n"
+    cases = suites.expand(suites.load(str(write(tmp_path, text))), "cpu")
+    assert [c.batch_size for c in cases] == [8, 16, "max"]
+    assert error_of(tmp_path, "[base]\nbatch_size=[]\n").startswith(
+        "[base] batch_size = []: an axis needs at least one value"
+    )
+
+
+def test_a_key_that_applies_to_no_case_warns(tmp_path):
+    path = write(tmp_path, "[base]\nloss='mse'\ngamma=3.0\n")
+    with pytest.warns(UserWarning, match="gamma has no effect: it applies to none"):
+        cases = suites.expand(suites.load(str(path)), "cpu")
+    assert cases[0].gamma is None  # normalised: it changes neither the case nor its id
+
+
+def test_pinning_drops_include_entries_it_contradicts(tmp_path):
+    # The gpt-only include must not leak its size and batch into the pinned mlp cases.
+    text = """
+    [matrix]
+    workload = ["mlp", "gpt"]
+    compile = ["eager", "default"]
+    [[include]]
+    workload = "gpt"
+    model_size = "tiny"
+    batch_size = 16
+    """
+    suite = suites.load(str(write(tmp_path, text)))
+    cases = suites.expand(suite, "cpu", {"workload": "mlp"})
+    assert settings(cases, "workload", "model_size", "batch_size") == [("mlp", "base", 64)] * 2
+
+
+def test_non_finite_numbers_and_missing_text_file_are_errors(tmp_path):
+    assert error_of(tmp_path, "[base]\nmax_time_s = nan\n").startswith(
+        "[base] max_time_s = nan: must be a finite number"
+    )
+    assert error_of(tmp_path, "[base]\ntimeout_s = inf\n").startswith(
+        "[base] timeout_s = inf: must be a finite number"
+    )
+    text = "[base]\nworkload = 'gpt'\ndata = 'text'\ndata_path = '/nonexistent/corpus.txt'\n"
+    assert error_of(tmp_path, text) == (
+        "[base] data_path = '/nonexistent/corpus.txt': no such file (data = 'text' trains on it)"
+    )
+    with pytest.raises(UserError, match="a directory; give a suite file"):
+        suites.resolve_path(str(tmp_path))

@@ -49,7 +49,7 @@ def only_run(results: Path, suite: str) -> Path:
 
 def test_two_case_sweep_records_every_field(tmp_path, bench):
     path = write_suite(tmp_path, "two", TWO_CASES)
-    done = bench("run", str(path.with_suffix("")), "--out", "res")
+    done = bench("run", str(path.with_suffix("")), "--out", "res", "--device", "cpu")
     assert done.returncode == 0, done.stderr
     run_dir = only_run(tmp_path / "res", "two")
     records = records_of(run_dir)
@@ -136,11 +136,12 @@ def test_compiled_case_records_its_compile(tmp_path, bench):
     workload = "mlp"
     model_size = "tiny"
     compile = "default"
+    compile_cache = "cold"
     repeats = 1
     {SHORT}
     """
     path = write_suite(tmp_path, "compiled", text)
-    done = bench("run", str(path), "--out", "res")
+    done = bench("run", str(path), "--out", "res", "--device", "cpu")
     assert done.returncode == 0, done.stderr
     (record,) = records_of(only_run(tmp_path / "res", "compiled"))
     assert record["status"] == "ok", record["reason"]
@@ -153,7 +154,9 @@ def test_compiled_case_records_its_compile(tmp_path, bench):
     assert compiled["mode"] == "default"
     assert compiled["num_graphs"] >= 1 and compiled["num_graph_breaks"] == 0
     assert compiled["num_recompiles"] == 0
-    assert compiled["cache"] in ("warm", "cold")
+    # A fresh inductor cache: every graph compiled, none served from disk.
+    assert compiled["cache"] == "cold"
+    assert compiled["fxgraph_cache_misses"] >= 1 and compiled["fxgraph_cache_hits"] == 0
     assert "recompile_in_window" not in record["flags"]
 
 
@@ -167,7 +170,7 @@ repeats = 1
 [[include]]
 workload = "gpt"
 data = "text"
-data_path = "/nonexistent/corpus.txt"
+data_path = "TOO_SHORT"
 [[include]]
 workload = "mlp"
 batch_size = 1000000000000
@@ -185,14 +188,18 @@ batch_size = 32
 
 
 def test_error_oom_and_timeout_are_records_and_the_sweep_goes_on(tmp_path, bench):
-    path = write_suite(tmp_path, "failures", FAILURES)
+    short = tmp_path / "short.txt"
+    short.write_text("far too short for a window of 64 tokens")
+    path = write_suite(tmp_path, "failures", FAILURES.replace("TOO_SHORT", str(short)))
     started = time.monotonic()
-    done = bench("run", str(path), "--out", "res")
-    assert done.returncode == 0, done.stderr
+    done = bench("run", str(path), "--out", "res", "--device", "cpu")
+    # A sweep with an error or a timeout in it exits 1 (for CI), after running every case.
+    assert done.returncode == 1, done.stderr
+    assert "2 of 4 records failed (error, timeout)" in done.stderr
     records = records_of(only_run(tmp_path / "res", "failures"))
     assert [r["status"] for r in records] == ["error", "oom", "timeout", "ok"]
     error, oom, timeout, ok = records
-    assert "/nonexistent/corpus.txt" in error["reason"]
+    assert str(short) in error["reason"] and "too short for seq_len = 64" in error["reason"]
     assert error["reason"].splitlines()[-1].startswith("RuntimeError: ")
     assert "can't allocate memory" in oom["reason"]
     assert timeout["reason"].startswith("killed after timeout_s = 3 s")
@@ -219,7 +226,7 @@ batch_size = [16, 32, 64]
 
 def start_run(tmp_path: Path, bench_env: dict, path: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", str(path), "--out", "res"],
+        [sys.executable, "-m", "bench.cli", "run", str(path), "--out", "res", "--device", "cpu"],
         cwd=tmp_path,
         env=bench_env,
         stdout=subprocess.PIPE,
@@ -286,3 +293,28 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_records(tmp_path, bench_env):
     text = (run_dir / "records.jsonl").read_text()
     assert text.endswith("\n")
     assert 1 <= len(records_of(run_dir)) < 6
+
+
+def test_max_batch_search_records_every_probe(tmp_path, bench):
+    text = f"""
+    [base]
+    workload = "mlp"
+    model_size = "tiny"
+    batch_size = "max"
+    max_batch_limit = 256
+    repeats = 1
+    {SHORT}
+    """
+    path = write_suite(tmp_path, "maxbatch", text)
+    done = bench("run", str(path), "--out", "res", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    records = records_of(only_run(tmp_path / "res", "maxbatch"))
+    probes, (final,) = records[:-1], records[-1:]
+    # Doubling from the default batch of 64 reaches the limit with nothing out of memory.
+    assert [p["config"]["batch_size"] for p in probes] == [64, 128, 256]
+    assert all(p["status"] == "ok" and "max_batch_probe" in p["flags"] for p in probes)
+    assert final["config"]["batch_size"] == "max" and final["status"] == "ok"
+    assert final["metrics"]["max_batch_size"] == 256
+    assert final["metrics"]["max_batch_capped"] is True
+    assert final["metrics"]["peak_rss_bytes"] == probes[-1]["metrics"]["peak_rss_bytes"]
+    assert "largest batch that fits: 256" in done.stdout

@@ -30,6 +30,11 @@ METRIC_PATHS: dict[str, tuple[str, ...]] = {
     "peak_rss_bytes": ("peak_rss_bytes",),
     "num_params": ("num_params",),
     "final_train_loss": ("final_train_loss",),
+    "optimizer_state_bytes": ("optimizer", "state_bytes"),
+    "final_lr": ("optimizer", "final_lr"),
+    "function_evals_per_step": ("optimizer", "function_evals_per_step"),
+    "amp_skipped_steps": ("amp", "num_skipped_steps"),
+    "max_batch_size": ("max_batch_size",),
 }
 METRIC_COLUMNS = list(METRIC_PATHS)
 EVAL_PREFIX = "eval_"
@@ -39,24 +44,42 @@ CONFIG_ORDER = [f.name for f in fields(Case)]
 
 # How each metric of the ok repeats of a case is reduced to the case's value in `aggregate`.
 MEDIAN_OVER_REPEATS = [
-    "samples_per_s",
-    "tokens_per_s",
     "compile_time_s",
     "first_step_s",
     "num_params",
     "final_train_loss",
+    "final_lr",
+    "function_evals_per_step",
 ]
-MAX_OVER_REPEATS = ["peak_alloc_bytes", "peak_reserved_bytes", "peak_rss_bytes"]
+MAX_OVER_REPEATS = [
+    "peak_alloc_bytes",
+    "peak_reserved_bytes",
+    "peak_rss_bytes",
+    "optimizer_state_bytes",
+    "amp_skipped_steps",
+]
+# The largest batch found may differ between repeats: the smallest is the one that always fit.
+MIN_OVER_REPEATS = ["max_batch_size"]
+# Records that are steps of a search, not cases (bench/maxbatch.py): not in the frame.
+PROBE_FLAG = "max_batch_probe"
 
 
 def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per record: ids, status, every config key, flattened metrics."""
-    rows = [_flatten(record) for record in records]
+    """One row per record (search probes left out): ids, status, flags, every config key,
+    flattened metrics."""
+    rows = [_flatten(record) for record in records if PROBE_FLAG not in record.get("flags", [])]
     config_keys = _ordered_union(row["config"] for row in rows)
     eval_keys = _ordered_union(row["eval"] for row in rows)
     frame = pd.DataFrame(
         [{**row["record"], **row["config"], **row["metrics"], **row["eval"]} for row in rows],
-        columns=[*RECORD_COLUMNS, *config_keys, *METRIC_COLUMNS, *eval_keys],
+        columns=[
+            *RECORD_COLUMNS,
+            "flags",
+            "compile_cache_state",
+            *config_keys,
+            *METRIC_COLUMNS,
+            *eval_keys,
+        ],
     )
     numeric = [*METRIC_COLUMNS, *eval_keys]
     frame[numeric] = frame[numeric].astype("float64")
@@ -66,7 +89,13 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
 def _flatten(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     metrics = record.get("metrics") or {}
     return {
-        "record": {key: record.get(key) for key in RECORD_COLUMNS},
+        "record": {
+            **{key: record.get(key) for key in RECORD_COLUMNS},
+            "flags": ", ".join(record.get("flags") or []),
+            "compile_cache_state": ((record.get("runtime") or {}).get("compile") or {}).get(
+                "cache"
+            ),
+        },
         "config": record["config"],
         "metrics": {column: _lookup(metrics, path) for column, path in METRIC_PATHS.items()},
         "eval": {EVAL_PREFIX + key: value for key, value in (metrics.get("eval") or {}).items()},
@@ -138,12 +167,40 @@ def _ok_stats(ok: pd.DataFrame) -> pd.DataFrame:
         step_time_iqr_s=("step_time_iqr_s", "median"),
         **{column: (column, "median") for column in MEDIAN_OVER_REPEATS},
         **{column: (column, "max") for column in MAX_OVER_REPEATS},
+        **{column: (column, "min") for column in MIN_OVER_REPEATS},
+        flags=("flags", _union_of_flags),
         **{column: (column, "median") for column in eval_columns(ok)},
     )
     stats.insert(
         3, "repeat_spread", (stats["repeat_max_s"] - stats["repeat_min_s"]) / stats["step_time_s"]
     )
+    # Throughput from the case's step time, as each record's is from its own: a median of
+    # per-repeat rates would not match the step time shown beside it (with two repeats it is
+    # their mean, and 1/mean(t) != mean(1/t)).
+    per_step = (
+        ok.assign(
+            samples=ok["samples_per_s"] * ok[median_s], tokens=ok["tokens_per_s"] * ok[median_s]
+        )
+        .groupby(["suite", "case_id"], sort=False)[["samples", "tokens"]]
+        .median()
+    )
+    stats["samples_per_s"] = per_step["samples"] / stats["step_time_s"]
+    stats["tokens_per_s"] = per_step["tokens"] / stats["step_time_s"]
+    stats["compile_cache_state"] = ok.groupby(["suite", "case_id"], sort=False)[
+        "compile_cache_state"
+    ].agg(_cache_states)
     return stats.reset_index()
+
+
+def _cache_states(states: pd.Series) -> str | None:
+    """warm, cold, or "cold, warm" when repeats differ (the first compile fills the cache)."""
+    known = sorted({state for state in states if isinstance(state, str)})
+    return ", ".join(known) or None
+
+
+def _union_of_flags(flags: pd.Series) -> str:
+    """Every flag any ok repeat of a case carries (a recompile in one repeat taints the case)."""
+    return ", ".join(sorted({flag for text in flags if text for flag in text.split(", ")}))
 
 
 def varying_axes(frame: pd.DataFrame) -> list[str]:
@@ -176,6 +233,19 @@ def speedup_vs_reference(
     }
     speedup = [reference_s.get(key, float("nan")) for key in match_keys] / agg["step_time_s"]
     return speedup.rename(f"speedup_vs_{reference}")
+
+
+def break_even_steps(agg: pd.DataFrame) -> pd.Series:
+    """Steps after which compiling pays off: compile time / step time saved against eager.
+
+    NaN where there is no eager twin, no compile time, or the compiled step is not faster (it
+    never pays off).
+    """
+    speedup = speedup_vs_reference(agg)
+    eager_s = agg["step_time_s"] * speedup
+    saved_s = eager_s - agg["step_time_s"]
+    steps = agg["compile_time_s"] / saved_s
+    return steps.where(saved_s > 0).rename("break_even_steps")
 
 
 def _match_key(values: Iterable[Any]) -> tuple[Any, ...]:

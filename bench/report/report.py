@@ -32,6 +32,9 @@ def write_atomic(path: Path, text: str) -> Path:
         "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
     ) as tmp:
         tmp.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp.name, 0o666 & ~umask)  # as open() would have made it, not mkstemp's 0600
     try:
         os.replace(tmp.name, path)
     except OSError:

@@ -15,7 +15,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bench.report.frame import eval_columns, speedup_vs_reference, varying_axes
+from bench.report.frame import (
+    break_even_steps,
+    eval_columns,
+    speedup_vs_reference,
+    varying_axes,
+)
 
 MIB = 1024 * 1024
 MISSING = "—"
@@ -26,7 +31,15 @@ STEP_TIME_NOTE = (
     "the repeats' medians, as % of the median (none with a single ok repeat)."
 )
 SPEEDUP_NOTE = "speedup: eager step time / this case's step time, all other settings equal."
-MEMORY_NOTE = "peak MiB: CUDA allocator peak on cuda, the worker's peak RSS on cpu."
+MEMORY_NOTE = "peak MiB: CUDA allocator peak on cuda, the worker's peak RSS over the window on cpu."
+CACHE_NOTE = (
+    "compile cache: warm when inductor's on-disk cache served the compile (the usual case after "
+    "a first run), cold when it compiled from scratch; compile_cache = 'cold' forces the latter."
+)
+BREAK_EVEN_NOTE = (
+    "break-even steps: compile time / step time saved against eager, the steps after which "
+    "compiling pays off (none where the compiled step is not faster)."
+)
 
 
 @dataclass(frozen=True)
@@ -71,16 +84,36 @@ def _results_table(
         notes.append(SPEEDUP_NOTE)
     if cases["compile_time_s"].notna().any():
         columns["compile s"] = [_format_number(v, ".2f") for v in cases["compile_time_s"]]
+        columns["compile cache"] = [_format_setting(v) for v in cases["compile_cache_state"]]
+        notes.append(CACHE_NOTE)
+    if "compile" in axes:
+        breakeven = break_even_steps(cases)
+        columns["break-even steps"] = [_format_number(v, ".0f") for v in breakeven]
+        notes.append(BREAK_EVEN_NOTE)
     columns["peak MiB"] = [_format_mib(v) for v in _peak_bytes(cases)]
     notes.append(MEMORY_NOTE)
+    optional = {
+        "max batch": ("max_batch_size", ".0f"),
+        "optimizer state MiB": ("optimizer_state_bytes", "mib"),
+        "evals/step": ("function_evals_per_step", ".1f"),
+        "amp skipped steps": ("amp_skipped_steps", ".0f"),
+    }
+    for header, (column, spec) in optional.items():
+        if column in cases and cases[column].notna().any():
+            columns[header] = [
+                _format_mib(v) if spec == "mib" else _format_number(v, spec) for v in cases[column]
+            ]
     for column in eval_columns(cases):
         if cases[column].notna().any():
             header = column.replace("_", " ", 1)
             columns[header] = [_format_metric(v) for v in cases[column]]
+    if "flags" in cases and (cases["flags"].fillna("") != "").any():
+        # A flagged number is not the device's own (a recompile in the window, a diverged loss).
+        columns["flags"] = [text if isinstance(text, str) else "" for text in cases["flags"]]
     return TableView(
         title=title,
         headers=list(columns),
-        numeric=[header not in axes and header != "status" for header in columns],
+        numeric=[header not in (*axes, "status", "flags") for header in columns],
         rows=[list(row) for row in zip(*columns.values())],
         caption=" ".join(notes),
     )

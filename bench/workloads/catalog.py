@@ -5,6 +5,7 @@ for ``import torch``. The models themselves live in ``mlp.py`` and ``gpt.py``; a
 :func:`num_params` here equals the parameter count of the built model for every size.
 """
 
+import math
 from dataclasses import dataclass
 
 from bench.errors import ConfigError
@@ -99,21 +100,85 @@ def workload_info(name: str) -> WorkloadInfo:
     return WORKLOADS[name]
 
 
-def size_of(workload: str, size: str) -> MLPSize | GPTSize:
+_SUFFIXES = {"K": 10**3, "M": 10**6, "B": 10**9}
+TARGET_FORMAT = 'a parameter count such as "25M", "1.5B", "500K" or 2000000'
+
+
+def parse_target(size: str | int) -> int | None:
+    """The parameter count a ``model_size`` asks for, or None when it is not a count."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size if size > 0 else None
+    if not isinstance(size, str) or not size:
+        return None
+    text = size.strip().upper()
+    scale = _SUFFIXES.get(text[-1], 1)
+    number = text[:-1] if text[-1] in _SUFFIXES else text
+    try:
+        count = float(number) * scale
+    except ValueError:
+        return None
+    return round(count) if count >= 1 else None
+
+
+def size_of(workload: str, size: str | int) -> MLPSize | GPTSize:
+    """The shape of a named size, or the shape chosen for a target parameter count."""
     sizes = workload_info(workload).sizes
-    if size not in sizes:
-        raise ConfigError("model_size", size, f"allowed for {workload}: {', '.join(sizes)}")
-    return sizes[size]
+    if isinstance(size, str) and size in sizes:
+        return sizes[size]
+    target = parse_target(size)
+    if target is None:
+        raise ConfigError(
+            "model_size", size, f"allowed for {workload}: {', '.join(sizes)}, or {TARGET_FORMAT}"
+        )
+    return mlp_for_target(target) if workload == "mlp" else gpt_for_target(target)
 
 
-def num_params(workload: str, size: str, seq_len: int | None = None, tied: bool = True) -> int:
+def mlp_for_target(target: int) -> MLPSize:
+    """The tutorial's shape, two hidden layers of widths (w, w/2), with w solving
+
+        P(w) = 784 w + w + (w/2) w + w/2 + 10 (w/2) + 10 = w^2/2 + 790.5 w + 10 = target
+
+    rounded to a multiple of 16 (at least 16). The count built is exact on the record; it is
+    within a few percent of the target from about 50K parameters on.
+    """
+    w = (-790.5 + math.sqrt(790.5**2 + 2 * (target - 10))) if target > 10 else 0.0
+    width = max(16, 16 * round(w / 16))
+    return MLPSize(hidden=(width, width // 2))
+
+
+def gpt_for_target(target: int, seq_len: int = 256) -> GPTSize:
+    """Depth and width grow together, about 64 model dimensions per layer (GPT-2 small has
+    768 / 12 = 64; loss depends little on this aspect ratio, Kaplan et al. 2020, figure 5):
+
+        n_layer ~= (target / (12 * 64^2)) ** (1/3),  from P ~= 12 n_layer d^2 with d = 64 n_layer
+
+    then, among n_layer - 1, n_layer, n_layer + 1 and the two multiples of 64 around
+    sqrt(target / (12 n_layer)) for d_model (heads of 64 dimensions), the shape whose exact
+    count (embeddings included) is closest to the target. The record has the exact count.
+    """
+    layers = max(1, round((target / (12 * 64**2)) ** (1 / 3)))
+    candidates = []
+    for n_layer in range(max(1, layers - 1), layers + 2):
+        width = math.sqrt(target / (12 * n_layer)) / 64
+        for d_model in {64 * max(1, math.floor(width)), 64 * max(1, math.ceil(width))}:
+            shape = GPTSize(n_layer, d_model // 64, d_model, seq_len)
+            candidates.append((abs(_gpt_params(shape, seq_len, True) - target), n_layer, shape))
+    return min(candidates)[2]
+
+
+def num_params(
+    workload: str, size: str | int, seq_len: int | None = None, tied: bool = True
+) -> int:
     """Exact parameter count of the model the worker builds (checked against torch in tests)."""
     shape = size_of(workload, size)
     if isinstance(shape, MLPSize):
         widths = (MLP_IN, *shape.hidden, MLP_OUT)
         return sum(w_in * w_out + w_out for w_in, w_out in zip(widths, widths[1:]))
+    return _gpt_params(shape, seq_len or shape.seq_len, tied)
+
+
+def _gpt_params(shape: GPTSize, ctx: int, tied: bool) -> int:
     d, n_layer = shape.d_model, shape.n_layer
-    ctx = seq_len or shape.seq_len
     # Per block: two LayerNorms (2d each), attention qkv (3d^2 + 3d) and projection (d^2 + d),
     # MLP d -> 4d -> d (8d^2 + 5d). Plus token and position embeddings, final LayerNorm, and the
     # output head (shares the token embedding when tied; it has no bias).

@@ -8,6 +8,7 @@ Images come out as float32 ``(N, 1, 28, 28)`` normalised like the PyTorch MNIST 
 comes out as uint8 byte tokens (a byte-level vocabulary of 256, ``catalog.GPT_VOCAB``).
 """
 
+import functools
 import hashlib
 import os
 import sysconfig
@@ -65,6 +66,7 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images - MNIST_MEAN) / MNIST_STD
 
 
+@functools.cache  # read-only tensors: one load per process serves every case in it
 def digits() -> ImageSplits:
     """scikit-learn's bundled handwritten digits (1,797 8x8 scans), made to look like MNIST.
 
@@ -133,6 +135,7 @@ def mnist(root: str | Path) -> ImageSplits:
     return ImageSplits(x_train, train.targets.long(), x_val, test.targets.long(), info)
 
 
+@functools.cache  # read-only tensors: one load per process serves every case in it
 def stdlib_corpus() -> TokenSplits:
     """The Python standard library's own source as bytes: real code text present on any machine.
 

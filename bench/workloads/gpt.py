@@ -17,10 +17,11 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from bench.config import Case
 from bench.workloads import data
-from bench.workloads.catalog import GPT_SIZES, GPT_VOCAB, GPTSize
+from bench.workloads.catalog import GPT_VOCAB, GPTSize, size_of
 from bench.workloads.workload import DataInfo, Workload
 
 # nanoGPT's init (model.py, _init_weights): weights N(0, 0.02), biases zero, and the projections
@@ -81,10 +82,13 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Token ids (B, T) with T <= seq_len -> logits (B, T, 256)."""
 
-    def __init__(self, shape: GPTSize, seq_len: int, tie_embeddings: bool):
+    def __init__(
+        self, shape: GPTSize, seq_len: int, tie_embeddings: bool, checkpointing: bool = False
+    ):
         super().__init__()
         d = shape.d_model
         self.seq_len = seq_len
+        self.checkpointing = checkpointing
         self.wte = nn.Embedding(GPT_VOCAB, d)
         self.wpe = nn.Embedding(seq_len, d)
         self.blocks = nn.ModuleList(Block(d, shape.n_head) for _ in range(shape.n_layer))
@@ -104,7 +108,12 @@ class GPT(nn.Module):
         pos = torch.arange(T, device=idx.device)  # (T,)
         x = self.wte(idx) + self.wpe(pos)  # (B, T, C) + (T, C)
         for block in self.blocks:
-            x = block(x)  # (B, T, C)
+            if self.checkpointing and self.training:
+                # Keep only each block's input; recompute its activations in the backward pass:
+                # memory for compute (Chen et al. 2016). Non-reentrant, as torch recommends.
+                x = checkpoint(block, x, use_reentrant=False)  # (B, T, C)
+            else:
+                x = block(x)  # (B, T, C)
         return self.lm_head(self.ln_f(x))  # (B, T, V)
 
 
@@ -173,7 +182,9 @@ def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
     _check_fits(splits, seq_len)
     torch.manual_seed(case.seed)
     # Built on the CPU, then moved: the same seed gives the same weights on every device.
-    model = GPT(GPT_SIZES[case.model_size], seq_len, case.tie_embeddings)
+    shape = size_of("gpt", case.model_size)
+    assert isinstance(shape, GPTSize)
+    model = GPT(shape, seq_len, case.tie_embeddings, bool(case.activation_checkpointing))
     model = model.to(device=device, dtype=dtype)  # token ids stay long
 
     # The corpus stays uint8 on the device (a quarter of int32's memory); windows widen to long.

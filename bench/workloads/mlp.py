@@ -22,7 +22,7 @@ from torch import nn
 
 from bench.config import Case
 from bench.workloads import data
-from bench.workloads.catalog import MLP_IN, MLP_OUT, MLP_SIZES
+from bench.workloads.catalog import MLP_IN, MLP_OUT, MLPSize, size_of
 from bench.workloads.workload import DataInfo, Workload
 
 # Evaluation batch: large enough that the held-out pass is a handful of forward calls, small
@@ -120,7 +120,9 @@ def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
     splits = load(case)
     torch.manual_seed(case.seed)
     # Built on the CPU, then moved: the same seed gives the same weights on every device.
-    model = MLP(MLP_SIZES[case.model_size].hidden).to(device=device, dtype=dtype)
+    shape = size_of("mlp", case.model_size)
+    assert isinstance(shape, MLPSize)
+    model = MLP(shape.hidden).to(device=device, dtype=dtype)
 
     # Everything on the device once; a step only gathers rows from it.
     x_train = splits.x_train.to(device=device, dtype=dtype)  # (N, 1, 28, 28)

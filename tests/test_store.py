@@ -1,0 +1,50 @@
+"""The records store and a run's guards: one writer at a time, one environment per run."""
+
+import pytest
+
+from bench.errors import UserError
+from bench.runner import check_same_environment
+from bench.store import RecordWriter, read_records
+
+
+def test_a_second_writer_of_the_same_run_is_refused(tmp_path):
+    with RecordWriter(tmp_path) as first:
+        first.append({"schema": 1, "case_id": "a", "repeat": 0, "status": "skipped", "config": {}})
+        with pytest.raises(UserError, match="another bench process is writing this run"):
+            RecordWriter(tmp_path)
+    with RecordWriter(tmp_path) as again:  # the lock went with the first writer
+        again.append({"schema": 1, "case_id": "a", "repeat": 1, "status": "skipped", "config": {}})
+    assert [r["repeat"] for r in read_records(tmp_path)] == [0, 1]
+
+
+ENV = {
+    "hostname": "box",
+    "torch": "2.14.1",
+    "cuda": "13.0",
+    "git": {"commit": "abc", "dirty": False},
+}
+
+
+def test_resume_refuses_another_machine_or_commit(tmp_path):
+    check_same_environment(ENV, {**ENV, "started_at": "later"}, tmp_path)  # same setup: fine
+    with pytest.raises(UserError, match="git.commit was 'abc' when the run started and is 'def'"):
+        check_same_environment(ENV, {**ENV, "git": {"commit": "def", "dirty": False}}, tmp_path)
+    with pytest.raises(UserError, match="hostname was 'box'"):
+        check_same_environment(ENV, {**ENV, "hostname": "other"}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('{"schema": 7, "case_id": "a", "status": "ok", "config": {}}', "unknown schema version 7"),
+        ('{"schema": 1, "case_id": "a", "status": "fine", "config": {}}', "status 'fine' is not"),
+        (
+            '{"schema": 1, "case_id": "a", "status": "ok", "config": {}, "metrics": {}}',
+            "an ok record without metrics.step_time_s",
+        ),
+    ],
+)
+def test_well_formed_but_wrong_records_are_errors(tmp_path, line, problem):
+    (tmp_path / "records.jsonl").write_text(line + "\n")
+    with pytest.raises(UserError, match=f"records.jsonl:1: {problem}"):
+        read_records(tmp_path)
