@@ -246,6 +246,9 @@ def measure(case: Case) -> dict[str, Any]:
             "num_params": sum(p.numel() for p in workload.model.parameters()),
             **peaks,
             "final_train_loss": window.losses[-1][1] if window.losses else None,
+            # Training steps before the evaluation: equal across cases only when the window's
+            # length is fixed (min_steps = max_steps), as in the optimizers suite.
+            "steps_trained": steps_total,
             "eval": evaluation,
             "optimizer": optimizer,
             "amp": amp,

@@ -35,6 +35,7 @@ METRIC_PATHS: dict[str, tuple[str, ...]] = {
     "function_evals_per_step": ("optimizer", "function_evals_per_step"),
     "amp_skipped_steps": ("amp", "num_skipped_steps"),
     "max_batch_size": ("max_batch_size",),
+    "steps_trained": ("steps_trained",),
 }
 METRIC_COLUMNS = list(METRIC_PATHS)
 EVAL_PREFIX = "eval_"
@@ -50,6 +51,7 @@ MEDIAN_OVER_REPEATS = [
     "final_train_loss",
     "final_lr",
     "function_evals_per_step",
+    "steps_trained",
 ]
 MAX_OVER_REPEATS = [
     "peak_alloc_bytes",

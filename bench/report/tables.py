@@ -103,6 +103,9 @@ def _results_table(
             columns[header] = [
                 _format_mib(v) if spec == "mib" else _format_number(v, spec) for v in cases[column]
             ]
+    if eval_columns(cases) and cases["steps_trained"].notna().any():
+        # Held-out quality depends on how long a case trained: show it beside the eval figures.
+        columns["steps trained"] = [_format_number(v, ".0f") for v in cases["steps_trained"]]
     for column in eval_columns(cases):
         if cases[column].notna().any():
             header = column.replace("_", " ", 1)
