@@ -38,7 +38,13 @@ def run_ab(
     console: Console,
 ) -> dict[str, Path]:
     """Run both sides interleaved; return the merged run directory of each side."""
-    repo = _git(project_root, "rev-parse", "--show-toplevel", what=f"{project_root}: not in git")
+    repo = _git(
+        project_root,
+        "rev-parse",
+        "--show-toplevel",
+        what=f"bench ab runs the checkout bench is installed from (pip install -e), and "
+        f"{project_root} is not a git work tree",
+    )
     commit = _git(
         Path(repo),
         "rev-parse",
@@ -46,6 +52,10 @@ def run_ab(
         "--quiet",
         f"{base_ref}^{{commit}}",
         what=f"--base-ref {base_ref}: not a commit in {repo}",
+    )
+    console.print(
+        f"ab: {suite_name}: base {base_ref} ({commit[:12]}) against the working tree, "
+        f"{rounds} rounds per side on {device}"
     )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = out / "ab" / suite_name / stamp
@@ -122,10 +132,12 @@ def _run_side(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     started = time.perf_counter()
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
+    runs = [path.parent for path in out.glob(f"*/*/{RECORDS}")]
+    # Exit 1 with a run written: some case crashed, which the comparison judges (broken).
+    if done.returncode not in (0, 1) or len(runs) != 1:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise UserError(f"bench ab: {label}: bench run exited {done.returncode}: {last}")
-    (run_dir,) = (path.parent for path in out.glob(f"*/*/{RECORDS}"))
+    (run_dir,) = runs
     statuses = [r["status"] for r in read_records(run_dir)]
     summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
     console.print(f"{label}: {summary} in {time.perf_counter() - started:.1f} s")

@@ -474,9 +474,9 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
     options = runner.RunOptions(device, overrides, args.order, args.seed)
     run_dir = runner.create_run(args.out, suite, cases, options)
     console.print(f"gate: run {run_dir}: {_count(cases)} on {device}, then compare")
-    code = _execute(run_dir, console, resumed=False)
-    if code != 0:
-        return code
+    if _execute(run_dir, console, resumed=False) == EXIT_INTERRUPTED:
+        return EXIT_INTERRUPTED
+    # A case that crashed (exit 1 of bench run) is for the comparison to judge: broken.
     cand = load_side(str(run_dir), args.out)
     return _report_comparison(compare(base, cand, **settings), args, console)
 
@@ -489,7 +489,6 @@ def cmd_ab(args: argparse.Namespace, console: Console) -> int:
     settings = _comparing(args)
     suite, cases, device, _ = _planned_cases(args, repeats_override=False)
     rounds = args.repeats or max(case.repeats for case in cases)
-    console.print(f"ab: {suite.name}, {len(cases)} cases, {rounds} rounds per side on {device}")
     runs = run_ab(
         PROJECT_ROOT,
         suite.path.resolve(),
@@ -514,7 +513,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         raise UserError(f"{args.output}: no such directory {args.output.parent}")
     document, left_out = export_pytest_benchmark(_run_dir_of(args.run, args.results))
     for case in left_out:
-        print(f"bench: warning: case {case}: no ok record, not exported", file=sys.stderr)
+        print(f"bench: warning: case {case}: not exported", file=sys.stderr)
     write_json(args.output, document)
     console.print(f"{len(document['benchmarks'])} benchmarks written: {args.output}")
     console.print(f"compare with: pytest-benchmark compare {args.output}")

@@ -6,12 +6,14 @@ one from its records' status: ``broken`` (ok in BASE, oom/error/timeout in CAND)
 ``missing``. Pure: no torch; the CLI prints what this returns (:mod:`bench.compare_output`).
 """
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.config import RUN_LENGTH_KEYS
 from bench.errors import UserError
+from bench.maxbatch import PROBE_FLAG
 from bench.store import ENV, RECORDS, read_json, read_records
 from bench.verdict import (
     ALPHA,
@@ -32,32 +34,46 @@ FAILING = ("broken", "regressed")  # the verdicts that fail a CI gate (exit code
 Values = list[float] | None  # one record's values of a metric; None: not measured
 
 
-def _metric(record: dict[str, Any], key: str) -> Any:
-    return (record.get("metrics") or {}).get(key)
+def metric_value(record: dict[str, Any], *path: str) -> Any:
+    """``record["metrics"][path...]``, None where any step of the path is absent."""
+    value: Any = record.get("metrics")
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
-def _one(value: Any) -> Values:
-    return None if value is None else [float(value)]
+def _per_repeat(*path: str) -> Callable[[dict[str, Any]], Values]:
+    """A metric with one value per repeat, at ``metrics[path...]``."""
+
+    def values(record: dict[str, Any]) -> Values:
+        value = metric_value(record, *path)
+        return None if value is None else [float(value)]
+
+    return values
 
 
 def _step_times(record: dict[str, Any]) -> Values:
-    return record["samples"]["step_time_s"]
+    return (record.get("samples") or {}).get("step_time_s") or None
 
 
 def _throughput(record: dict[str, Any]) -> Values:
     """Samples/s of every step: the record's samples per step (samples/s times the median step
     time it was computed from) over each step's time."""
-    rate, step = _metric(record, "samples_per_s"), _metric(record, "step_time_s")
-    if rate is None or not step:
+    rate = metric_value(record, "samples_per_s")
+    median_step = metric_value(record, "step_time_s", "median")
+    steps = _step_times(record)
+    if rate is None or median_step is None or steps is None:
         return None
-    per_step = rate * step["median"]
-    return [per_step / t for t in record["samples"]["step_time_s"]]
+    return [rate * median_step / t for t in steps]
 
 
 def _peak_memory(record: dict[str, Any]) -> Values:
-    """The CUDA allocator's peak where there is one, else the worker's peak RSS (on a CPU)."""
-    allocated = _metric(record, "peak_alloc_bytes")
-    return _one(allocated if allocated is not None else _metric(record, "peak_rss_bytes"))
+    """The CUDA allocator's peak where there is one, else the worker's peak RSS over the window
+    (on a CPU), else its lifetime peak RSS (where the window's could not be reset)."""
+    for key in ("peak_alloc_bytes", "peak_rss_bytes", "lifetime_peak_rss_bytes"):
+        if (value := metric_value(record, key)) is not None:
+            return [float(value)]
+    return None
 
 
 METRICS = (
@@ -69,10 +85,11 @@ METRICS = (
         "energy per sample",
         "J",
         True,
-        lambda r: _one(_metric(r, "energy_per_sample_j")),
+        _per_repeat("gpu", "energy_per_sample_j"),
     ),
-    Metric("compile_time", "compile time", "s", True, lambda r: _one(_metric(r, "compile_time_s"))),
-    Metric("final_loss", "final loss", "", True, lambda r: _one(_metric(r, "final_train_loss"))),
+    Metric("compile_time", "compile time", "s", True, _per_repeat("compile_time_s")),
+    Metric("final_loss", "final loss", "", True, _per_repeat("final_train_loss")),
+    Metric("max_batch_size", "largest batch", "", False, _per_repeat("max_batch_size")),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
 METRIC = {m.name: m for m in METRICS}
@@ -115,15 +132,10 @@ def load_side(arg: str, results: Path) -> Side:
             )
         path = baseline_dir(results, arg)
     file = path / RECORDS if path.is_dir() else path
-    records = read_records(file)
+    # A batch-size search's probes are summarised by its result record, which is compared.
+    records = [r for r in read_records(file) if PROBE_FLAG not in (r.get("flags") or [])]
     if not records:
         raise UserError(f"{file}: no records")
-    for record in records:
-        if record["status"] == "ok" and not (record.get("samples") or {}).get("step_time_s"):
-            raise UserError(
-                f"{file}: case {record['case_id']} repeat {record.get('repeat')}: "
-                "status ok but no samples.step_time_s"
-            )
     env_file = file.parent / ENV
     env = read_json(env_file) if env_file.is_file() else {}
     return Side(arg, file, records, env if isinstance(env, dict) else {})

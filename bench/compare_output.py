@@ -76,6 +76,8 @@ def format_value(value: float | None, unit: str) -> str:
         return f"{value / MIB:,.1f} MiB"
     if unit == "samples/s":
         return f"{value:,.0f}/s"
+    if not unit and float(value).is_integer():
+        return f"{int(value):,}"
     return f"{value:.3g} {unit}".rstrip()
 
 

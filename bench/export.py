@@ -15,27 +15,33 @@ from typing import Any
 from pytest_benchmark import __version__ as PYTEST_BENCHMARK_VERSION
 from pytest_benchmark.stats import Stats
 
-from bench.compare import status_summary, varying_keys
+from bench.compare import metric_value, status_summary, varying_keys
 from bench.errors import UserError
+from bench.maxbatch import PROBE_FLAG
 from bench.statistics import median
 from bench.store import ENV, MANIFEST, RECORDS, read_json, read_records
 
 FORMATS = ("pytest-benchmark",)
-# Figures of a record's `metrics` (docs/RESULTS.md) and how repeats combine into the case's:
-# rates, times and losses by their median, memory peaks by their maximum.
-MEDIAN_METRICS = (
-    "samples_per_s",
-    "tokens_per_s",
-    "mfu",
-    "achieved_flops_per_s",
-    "energy_per_sample_j",
-    "energy_per_step_j",
-    "first_step_s",
-    "compile_time_s",
-    "final_train_loss",
-    "num_params",
-)
-MAX_METRICS = ("peak_alloc_bytes", "peak_reserved_bytes", "peak_rss_bytes")
+STEPS = "step_time_s"  # the raw samples pytest-benchmark's statistics are computed from
+# extra_info key -> path into a record's `metrics` (docs/RESULTS.md); repeats combine by their
+# median (rates, times, losses, energy) or, for memory peaks, by their maximum.
+MEDIAN_METRICS = {
+    "samples_per_s": ("samples_per_s",),
+    "tokens_per_s": ("tokens_per_s",),
+    "mfu": ("flops", "mfu"),
+    "achieved_flops_per_s": ("flops", "achieved_per_s"),
+    "energy_per_sample_j": ("gpu", "energy_per_sample_j"),
+    "energy_per_step_j": ("gpu", "energy_per_step_j"),
+    "first_step_s": ("first_step_s",),
+    "compile_time_s": ("compile_time_s",),
+    "final_train_loss": ("final_train_loss",),
+    "num_params": ("num_params",),
+}
+MAX_METRICS = {
+    "peak_alloc_bytes": ("peak_alloc_bytes",),
+    "peak_reserved_bytes": ("peak_reserved_bytes",),
+    "peak_rss_bytes": ("peak_rss_bytes",),
+}
 
 
 def export_pytest_benchmark(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -47,17 +53,18 @@ def export_pytest_benchmark(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     manifest = read_json(run_dir / MANIFEST) if (run_dir / MANIFEST).is_file() else {}
     cases: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        cases.setdefault(record["case_id"], []).append(record)
+        if PROBE_FLAG not in (record.get("flags") or []):
+            cases.setdefault(record["case_id"], []).append(record)
     axes = varying_keys([case[0]["config"] for case in cases.values()])
     benchmarks, left_out = [], []
     for case_id, case in cases.items():
-        ok = [r for r in case if r["status"] == "ok"]
+        ok = [r for r in case if r["status"] == "ok" and (r.get("samples") or {}).get(STEPS)]
         if ok:
             benchmarks.append(_benchmark(case_id, case, ok, axes, manifest))
         else:
-            left_out.append(f"{case_id} ({status_summary(case)})")
+            left_out.append(f"{case_id} ({status_summary(case)}, no measured steps)")
     if not benchmarks:
-        raise UserError(f"{run_dir}: no case with an ok record to export")
+        raise UserError(f"{run_dir}: no case with measured steps to export")
     document = {
         "machine_info": machine_info(env),
         "commit_info": commit_info(env),
@@ -82,7 +89,7 @@ def _benchmark(
     name = f"{suite}[{param or case_id}]"
     stats = Stats()
     for record in ok:
-        for step_time in record["samples"]["step_time_s"]:
+        for step_time in record["samples"][STEPS]:
             stats.update(step_time)
     extra: dict[str, Any] = {
         "case_id": case_id,
@@ -90,10 +97,10 @@ def _benchmark(
         "num_repeats": len(ok),
         "device_name": (ok[0].get("runtime") or {}).get("device_name"),
     }
-    for key in MEDIAN_METRICS:
-        extra[key] = _combine(ok, key, median)
-    for key in MAX_METRICS:
-        extra[key] = _combine(ok, key, max)
+    for key, path in MEDIAN_METRICS.items():
+        extra[key] = _combine(ok, path, median)
+    for key, path in MAX_METRICS.items():
+        extra[key] = _combine(ok, path, max)
     extra["flags"] = sorted({flag for r in ok for flag in r.get("flags") or []})
     extra["config"] = config
     return {
@@ -115,8 +122,8 @@ def _benchmark(
     }
 
 
-def _combine(records: list[dict[str, Any]], key: str, how) -> float | None:
-    values = [v for r in records if (v := (r.get("metrics") or {}).get(key)) is not None]
+def _combine(records: list[dict[str, Any]], path: tuple[str, ...], how) -> float | None:
+    values = [v for r in records if (v := metric_value(r, *path)) is not None]
     return how(values) if values else None
 
 

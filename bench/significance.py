@@ -69,25 +69,33 @@ def _arrays(groups: Groups) -> list[np.ndarray]:
 
 def _resampled_medians(groups: list[np.ndarray], resamples: int, rng: np.random.Generator):
     """Medians of ``resamples`` hierarchical resamples: repeats with replacement, then the
-    samples of each repeat drawn, with replacement."""
-    sizes = {len(group) for group in groups}
-    if len(sizes) == 1:  # equal repeats (a fixed step count, or one value per repeat): vectorised
-        table = np.stack(groups)  # (R, L)
-        num_groups, size = table.shape
-        medians = []
-        chunk = max(1, _CHUNK_VALUES // (num_groups * size))
-        for start in range(0, resamples, chunk):
-            count = min(chunk, resamples - start)
-            rows = rng.integers(num_groups, size=(count, num_groups, 1))  # (B, R, 1)
-            columns = rng.integers(size, size=(count, num_groups, size))  # (B, R, L)
-            medians.append(np.median(table[rows, columns].reshape(count, -1), axis=1))
-        return np.concatenate(medians)
-    medians = np.empty(resamples)
-    for b in range(resamples):
-        chosen = rng.integers(len(groups), size=len(groups))
-        drawn = [groups[i][rng.integers(len(groups[i]), size=len(groups[i]))] for i in chosen]
-        medians[b] = np.median(np.concatenate(drawn))
-    return medians
+    samples of each repeat drawn, with replacement. Vectorised in chunks."""
+    sizes = np.array([len(group) for group in groups])
+    num_groups, width = len(groups), int(sizes.max())
+    table = np.full((num_groups, width), np.inf)  # (R, L), short repeats padded
+    for i, group in enumerate(groups):
+        table[i, : len(group)] = group
+    chunk = max(1, _CHUNK_VALUES // (num_groups * width))
+    medians = []
+    for start in range(0, resamples, chunk):
+        count = min(chunk, resamples - start)
+        rows = rng.integers(num_groups, size=(count, num_groups))  # (B, R): the repeats drawn
+        if (sizes == width).all():  # equal repeats (a fixed step count, one value per repeat)
+            columns = rng.integers(width, size=(count, num_groups, width))  # (B, R, L)
+            drawn = table[rows[..., None], columns].reshape(count, -1)
+            medians.append(np.median(drawn, axis=1))
+            continue
+        drawn_sizes = sizes[rows]  # (B, R)
+        # Uniform draws within each drawn repeat's own size; slots past it are +inf padding,
+        # which sorts last, so the median is taken over the first `total` values of each row.
+        columns = (rng.random((count, num_groups, width)) * drawn_sizes[..., None]).astype(int)
+        drawn = table[rows[..., None], columns]  # (B, R, L)
+        drawn[np.arange(width) >= drawn_sizes[..., None]] = np.inf
+        ordered = np.sort(drawn.reshape(count, -1), axis=1)
+        total = drawn_sizes.sum(axis=1)
+        index = np.arange(count)
+        medians.append((ordered[index, (total - 1) // 2] + ordered[index, total // 2]) / 2)
+    return np.concatenate(medians)
 
 
 def mann_whitney_p(
