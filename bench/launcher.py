@@ -41,10 +41,13 @@ PRELOAD = [
 class Job:
     case: Case
     repeat: int
+    probe: bool = False
+    """A probe of a max-batch search: its case may equal a regular case of the suite."""
 
     @property
     def name(self) -> str:
-        return f"{self.case.id}-r{self.repeat}"
+        """Names the job's log and result files in the run's logs/."""
+        return f"{self.case.id}-r{self.repeat}" + ("-probe" if self.probe else "")
 
 
 class Launcher:

@@ -52,7 +52,7 @@ def search(
     probes: list[list[Any]] = []
     results: dict[int, dict[str, Any]] = {}
     while True:
-        probe = Job(probe_case(case, batch), job.repeat)
+        probe = Job(probe_case(case, batch), job.repeat, probe=True)
         result = run(probe)
         on_probe(probe, result)
         probes.append([batch, result["status"]])
