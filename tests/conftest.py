@@ -9,6 +9,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# A suite of one tiny case with a fixed window: fast, and alike from run to run.
+TINY_SUITE = """
+[suite]
+name = "tiny"
+[base]
+workload = "mlp"
+model_size = "tiny"
+data = "digits"
+threads = 1
+repeats = 2
+warmup_steps = 3
+min_steps = 30
+max_steps = 30
+min_time_s = 0.0
+"""
 
 
 @pytest.fixture(scope="session")

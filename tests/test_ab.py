@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import ROOT, write_suite
+from conftest import ROOT, TINY_SUITE, write_suite
 
 SLOWER_MLP = """
 
@@ -23,21 +23,6 @@ def _slow_forward(self, x):
 
 
 MLP.forward = _slow_forward
-"""
-
-TINY = """
-[suite]
-name = "tiny"
-[base]
-workload = "mlp"
-model_size = "tiny"
-data = "digits"
-threads = 1
-repeats = 2
-warmup_steps = 3
-min_steps = 30
-max_steps = 30
-min_time_s = 0.0
 """
 
 
@@ -67,7 +52,7 @@ def test_ab_finds_a_slowdown_of_the_working_tree_against_the_base_commit(tmp_pat
     base_commit = git(repo, "rev-parse", "HEAD")
     with (repo / "bench" / "workloads" / "mlp.py").open("a") as module:
         module.write(SLOWER_MLP)
-    write_suite(repo, "tiny", TINY)
+    write_suite(repo, "tiny", TINY_SUITE)
 
     env = {**bench_env, "PYTHONPATH": str(repo)}
     done = subprocess.run(

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, write_suite
+from conftest import ROOT, TINY_SUITE, write_suite
 
 FIXTURES = ROOT / "tests" / "fixtures" / "compare"
 GPT = "8192be98f411"  # the fixture's tiny GPT case
@@ -178,26 +178,10 @@ def test_export_is_read_by_pytest_benchmark_compare(runs, bench):
     assert "compare_fixture[gpt-tiny-8-auto]" in listed.stdout
 
 
-TINY = """
-[suite]
-name = "tiny"
-[base]
-workload = "mlp"
-model_size = "tiny"
-data = "digits"
-threads = 1
-repeats = 2
-warmup_steps = 3
-min_steps = 30
-max_steps = 30
-min_time_s = 0.0
-"""
-
-
 def test_gate_runs_the_suite_and_compares_with_the_baseline(tmp_path, bench):
     from bench import suite as suites
 
-    write_suite(tmp_path, "tiny", TINY)
+    write_suite(tmp_path, "tiny", TINY_SUITE)
     (case,) = suites.expand(suites.load(str(tmp_path / "tiny.toml")), "cpu", {})
     # The baseline: the fixture's real MLP records, as if measured for this suite's case (one
     # real run in this test, not two; the rule itself is tested in test_compare.py).
