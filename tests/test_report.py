@@ -309,3 +309,15 @@ def test_throughput_follows_the_case_step_time_with_two_repeats():
     (case,) = aggregate(records_frame(records)).itertuples()
     assert case.step_time_s == pytest.approx(0.020)
     assert case.samples_per_s == pytest.approx(3200)
+
+
+def test_speedup_finds_the_eager_twin_of_a_compiled_case_with_compile_options():
+    # A compiled case carries compile_scope, fullgraph and compile_cache; eager has them None.
+    def record(compile_mode, step_s):
+        config = Case.from_dict({"workload": "mlp", "compile": compile_mode}).to_dict()
+        metrics = {"step_time_s": {"median": step_s}, "samples_per_s": 64 / step_s}
+        return {**_record(64, metrics=metrics), "config": config, "case_id": compile_mode}
+
+    agg = aggregate(records_frame([record("eager", 0.010), record("default", 0.008)]))
+    speedup = dict(zip(agg["compile"], speedup_vs_reference(agg)))
+    assert speedup == {"eager": pytest.approx(1.0), "default": pytest.approx(1.25)}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.config import RUN_LENGTH_KEYS, Case
+from bench.config import COMPILE_ONLY_KEYS, RUN_LENGTH_KEYS, Case
 
 RECORD_COLUMNS = ["run_id", "suite", "case_id", "repeat", "status", "reason"]
 # Column name -> path into the record's `metrics` (docs/RESULTS.md).
@@ -225,7 +225,10 @@ def speedup_vs_reference(
     A case's reference is the case of the same suite whose axis settings are identical except
     ``axis == reference``; NaN where there is none or either step time is missing.
     """
-    others = [key for key in AXIS_KEYS if key in agg.columns and key != axis]
+    # Settings that exist only beside some values of the axis (compile_scope and the other
+    # compile options are None in eager) cannot tell a case from its reference.
+    dependent = COMPILE_ONLY_KEYS if axis == "compile" else ()
+    others = [k for k in AXIS_KEYS if k in agg.columns and k != axis and k not in dependent]
     match_keys = [_match_key(row) for row in agg[["suite", *others]].itertuples(index=False)]
     is_reference = (agg[axis] == reference).to_numpy()
     reference_s = {

@@ -98,6 +98,8 @@ def _results_table(
         "evals/step": ("function_evals_per_step", ".1f"),
         "amp skipped steps": ("amp_skipped_steps", ".0f"),
     }
+    if "optimizer" not in axes:  # the same state everywhere: no news beside peak memory
+        del optional["optimizer state MiB"]
     for header, (column, spec) in optional.items():
         if column in cases and cases[column].notna().any():
             columns[header] = [
