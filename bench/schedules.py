@@ -29,7 +29,10 @@ def build_scheduler(
     total_steps: int | None,
     warmup_steps: int | None,
 ) -> list[torch.optim.lr_scheduler.LambdaLR]:
-    """One LambdaLR per optimizer (Muon's AdamW companion included)."""
+    """One LambdaLR per optimizer (Muon's AdamW companion included); none for a constant rate,
+    which would only add a scheduler's Python work to every step."""
+    if schedule == "constant":
+        return []
     return [
         torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, schedule, total_steps, warmup_steps)
