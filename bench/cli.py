@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     device = _resolve_device(args.device)
     cases = suites.expand(suite, device, overrides)
     if args.dry_run:
-        _print_cases(suite, cases, device, console)
+        _print_cases(suite, cases, device, overrides, console)
         return 0
     options = runner.RunOptions(device, overrides, args.order, args.seed)
     run_dir = runner.create_run(args.out, suite, cases, options)
@@ -176,11 +176,18 @@ def _count(cases: list) -> str:
     return f"{len(cases)} cases, {runs} runs"
 
 
-def _print_cases(suite: suites.Suite, cases: list, device: str, console: Console) -> None:
+def _print_cases(
+    suite: suites.Suite, cases: list, device: str, overrides: dict[str, Any], console: Console
+) -> None:
     from bench.runner import case_labels
 
     labels = case_labels(cases)
-    table = Table(title=f"{suite.name} on {device}: {_count(cases)} (dry run: nothing runs)")
+    # Settings pinned with --set are the same in every case, so the column would not show them.
+    pinned = ", ".join(f"{k}={v}" for k, v in overrides.items() if not isinstance(v, list))
+    table = Table(
+        title=f"{suite.name} on {device}: {_count(cases)} (dry run: nothing runs)",
+        caption=f"every case: {pinned}" if pinned else None,
+    )
     for column in ("#", "case id", "settings", "repeats", "will"):
         table.add_column(column)
     for index, case in enumerate(cases, start=1):

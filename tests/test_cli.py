@@ -89,6 +89,8 @@ def test_dry_run_prints_the_cases_and_runs_nothing(workdir, bench):
     assert "compile=eager" in done.stdout and "run" in done.stdout
     assert "skip: compile mode 'reduce-overhead' uses CUDA graphs" in done.stdout
     assert not (workdir / "res").exists()
+    pinned = bench("run", "ok", "--dry-run", "--device", "cpu", "--set", "batch_size=128")
+    assert "every case: batch_size=128" in pinned.stdout
 
 
 def test_list_json_has_every_workload_size_with_its_parameter_count(bench):
