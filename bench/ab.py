@@ -21,7 +21,16 @@ from typing import Any
 from rich.console import Console
 
 from bench.errors import UserError
-from bench.store import ENV, MANIFEST, RECORDS, RecordWriter, read_json, read_records, write_json
+from bench.store import (
+    ENV,
+    MANIFEST,
+    RECORDS,
+    RecordWriter,
+    read_json,
+    read_records,
+    status_summary,
+    write_json,
+)
 
 SIDES = ("base", "cand")
 
@@ -138,8 +147,7 @@ def _run_side(
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise UserError(f"bench ab: {label}: bench run exited {done.returncode}: {last}")
     (run_dir,) = runs
-    statuses = [r["status"] for r in read_records(run_dir)]
-    summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
+    summary = status_summary(read_records(run_dir))
     console.print(f"{label}: {summary} in {time.perf_counter() - started:.1f} s")
     return run_dir
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from bench import suite as suites
 from bench.config import COMPILE_MODES, OPTIMIZERS, PRECISIONS
 from bench.errors import UserError
-from bench.store import MANIFEST, RECORDS
+from bench.store import MANIFEST, RECORDS, status_summary
 from bench.workloads.catalog import WORKLOADS, num_params
 
 EXIT_FAILED_CASES = 1
@@ -144,8 +144,7 @@ def _execute(run_dir: Path, console: Console, resumed: bool) -> int:
     for warning in runner.unresolved_comparisons(records):
         print(f"bench: warning: {warning}", file=sys.stderr)
     statuses = [r["status"] for r in records]
-    summary = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
-    console.print(f"{'resumed ' if resumed else ''}run {run_dir}: {summary}")
+    console.print(f"{'resumed ' if resumed else ''}run {run_dir}: {status_summary(records)}")
     console.print(f"report: bench report {run_dir}")
     failed = [s for s in statuses if s in FAILED_STATUSES]
     if failed:

@@ -11,10 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.config import RUN_LENGTH_KEYS
+from bench.config import varying_keys
 from bench.errors import UserError
-from bench.maxbatch import PROBE_FLAG
-from bench.store import ENV, RECORDS, read_json, read_records
+from bench.store import ENV, PROBE_FLAG, RECORDS, read_json, read_records, status_summary
 from bench.verdict import (
     ALPHA,
     CONFIDENCE,
@@ -268,20 +267,6 @@ def case_labels(cases: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
         case_id: " ".join(f"{k}={config.get(k)}" for k in shown if config.get(k) is not None)
         for case_id, config in configs.items()
     }
-
-
-def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
-    """The measured settings (run-length keys aside) that take more than one value, in the
-    order they first appear."""
-    keys = list(dict.fromkeys(k for config in configs for k in config if k not in RUN_LENGTH_KEYS))
-    # A key varies when it takes two values other than None: workload-specific keys are None on
-    # the other workloads, and that alone tells nothing the workload does not.
-    return [k for k in keys if len({repr(c[k]) for c in configs if c.get(k) is not None}) > 1]
-
-
-def status_summary(records: list[dict[str, Any]]) -> str:
-    statuses = [r["status"] for r in records]
-    return ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) or "absent"
 
 
 def _compare_case(

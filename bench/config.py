@@ -374,6 +374,15 @@ def _number(
         raise ConfigError(key, value, f"must be {kind} >= 0")
 
 
+def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
+    """The measured settings (run-length keys aside) that take more than one value across
+    ``configs``, in the order they first appear. A key varies when it takes two values other
+    than None: workload-specific keys are None on the other workloads, and that alone tells
+    nothing the workload does not."""
+    keys = list(dict.fromkeys(k for config in configs for k in config if k not in RUN_LENGTH_KEYS))
+    return [k for k in keys if len({repr(c[k]) for c in configs if c.get(k) is not None}) > 1]
+
+
 def unknown_key_help(key: str, known: Iterable[str]) -> str:
     """What to say about an unknown key: the closest known one, then all that are allowed."""
     close = difflib.get_close_matches(key, list(known), n=1)

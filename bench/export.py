@@ -15,11 +15,19 @@ from typing import Any
 from pytest_benchmark import __version__ as PYTEST_BENCHMARK_VERSION
 from pytest_benchmark.stats import Stats
 
-from bench.compare import metric_value, status_summary, varying_keys
+from bench.compare import metric_value
+from bench.config import varying_keys
 from bench.errors import UserError
-from bench.maxbatch import PROBE_FLAG
 from bench.statistics import median
-from bench.store import ENV, MANIFEST, RECORDS, read_json, read_records
+from bench.store import (
+    ENV,
+    MANIFEST,
+    PROBE_FLAG,
+    RECORDS,
+    read_json,
+    read_records,
+    status_summary,
+)
 
 FORMATS = ("pytest-benchmark",)
 STEPS = "step_time_s"  # the raw samples pytest-benchmark's statistics are computed from

@@ -16,7 +16,6 @@ from bench.config import CUDAGRAPH_MODES, Case
 from bench.launcher import Job
 from bench.workloads.catalog import workload_info
 
-PROBE_FLAG = "max_batch_probe"
 # Enough steps to reach the steady state's memory (optimizer state exists after the first step;
 # CUDA-graph modes record their graphs in the first two after compiling).
 _PROBE_STEPS = 3

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 import bench
 from bench import maxbatch
-from bench.config import RUN_LENGTH_KEYS, Case
+from bench.config import RUN_LENGTH_KEYS, Case, varying_keys
 from bench.env import relevant_env_vars
 from bench.errors import UserError
 from bench.launcher import Job, Launcher
@@ -26,6 +26,7 @@ from bench.statistics import median, relative_spread
 from bench.store import (
     ENV,
     MANIFEST,
+    PROBE_FLAG,
     RECORDS,
     SCHEMA,
     RecordWriter,
@@ -124,7 +125,7 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
 
                 def record_probe(probe: Job, probe_result: dict[str, Any]) -> None:
                     record = make_record(run_dir.name, manifest["suite"], probe, probe_result)
-                    record["flags"].append(maxbatch.PROBE_FLAG)
+                    record["flags"].append(PROBE_FLAG)
                     writer.append(record)
                     progress.console.print(
                         f"  probe batch_size={probe.case.batch_size}: {describe(record)}"
@@ -212,10 +213,7 @@ def describe(record: dict[str, Any]) -> str:
 def case_labels(cases: list[Case]) -> dict[str, str]:
     """A short label per case made of the settings that vary across the sweep."""
     measured = [case.measured() for case in cases]
-    # A key varies when it takes two values other than None: workload-specific keys are None on
-    # the other workloads, and that alone tells nothing the workload does not.
-    keys = [k for k in measured[0] if len({repr(m[k]) for m in measured if m[k] is not None}) > 1]
-    keys = keys or ["workload", "model_size"]
+    keys = varying_keys(measured) or ["workload", "model_size"]
     return {case.id: " ".join(f"{k}={m[k]}" for k in keys) for case, m in zip(cases, measured)}
 
 

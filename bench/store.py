@@ -21,6 +21,8 @@ MANIFEST = "run.json"
 ENV = "env.json"
 REQUIRED_FIELDS = ("case_id", "status", "config")
 STATUSES = ("ok", "oom", "timeout", "error", "skipped")
+# Records that are steps of a max-batch search (bench/maxbatch.py), not cases of the sweep.
+PROBE_FLAG = "max_batch_probe"
 # Directories under results/ that hold no suite's runs.
 NOT_SUITES = ("report", "baselines")
 
@@ -119,6 +121,12 @@ def _parse_line(file: Path, number: int, line: bytes) -> dict[str, Any]:
     if record["status"] == "ok" and not ("step_time_s" in metrics or "max_batch_size" in metrics):
         raise UserError(f"{where} an ok record without metrics.step_time_s")
     return record
+
+
+def status_summary(records: list[dict[str, Any]]) -> str:
+    """``"3 ok, 1 error"``: how many records have each status; ``"absent"`` for none."""
+    statuses = [r["status"] for r in records]
+    return ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) or "absent"
 
 
 class RecordWriter:

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from bench.config import COMPILE_ONLY_KEYS, RUN_LENGTH_KEYS, Case
+from bench.store import PROBE_FLAG
 
 RECORD_COLUMNS = ["run_id", "suite", "case_id", "repeat", "status", "reason"]
 # Column name -> path into the record's `metrics` (docs/RESULTS.md).
@@ -62,8 +63,6 @@ MAX_OVER_REPEATS = [
 ]
 # The largest batch found may differ between repeats: the smallest is the one that always fit.
 MIN_OVER_REPEATS = ["max_batch_size"]
-# Records that are steps of a search, not cases (bench/maxbatch.py): not in the frame.
-PROBE_FLAG = "max_batch_probe"
 
 
 def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
