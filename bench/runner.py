@@ -225,7 +225,10 @@ def unresolved_comparisons(records: list[dict[str, Any]]) -> list[str]:
     by_case: dict[str, list[float]] = {}
     configs: dict[str, dict[str, Any]] = {}
     for record in records:
-        if record["status"] == "ok" and "step_time_s" in record["metrics"]:
+        # A probe of a max-batch search has the id of the case at its batch size, but its few
+        # steps are no repeat of that case.
+        probe = PROBE_FLAG in record.get("flags", [])
+        if record["status"] == "ok" and "step_time_s" in record["metrics"] and not probe:
             by_case.setdefault(record["case_id"], []).append(
                 record["metrics"]["step_time_s"]["median"]
             )

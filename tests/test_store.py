@@ -48,3 +48,24 @@ def test_well_formed_but_wrong_records_are_errors(tmp_path, line, problem):
     (tmp_path / "records.jsonl").write_text(line + "\n")
     with pytest.raises(UserError, match=f"records.jsonl:1: {problem}"):
         read_records(tmp_path)
+
+
+def test_probe_records_are_no_repeats_in_the_spread_warning():
+    from bench.config import Case
+    from bench.runner import unresolved_comparisons
+
+    def record(batch, median, flags=()):
+        config = Case.from_dict({"workload": "mlp", "batch_size": batch}).to_dict()
+        return {
+            "case_id": f"c{batch}",
+            "status": "ok",
+            "config": config,
+            "metrics": {"step_time_s": {"median": median}},
+            "flags": list(flags),
+        }
+
+    # Batch 64 vs 128 differ by 2x; their repeats agree within 1%: resolved, no warning.
+    records = [record(64, 0.010), record(64, 0.0101), record(128, 0.020), record(128, 0.0201)]
+    assert unresolved_comparisons(records) == []
+    # A 3-step probe at batch 64 (10x slower) must not count as a repeat of the batch-64 case.
+    assert unresolved_comparisons([*records, record(64, 0.1, ["max_batch_probe"])]) == []
