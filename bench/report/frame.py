@@ -1,10 +1,15 @@
 """The tidy frame of records (one row per case x repeat) and its aggregate (one row per case).
 
-Columns of :func:`records_frame`: ``RECORD_COLUMNS``, then every config key, then
-``METRIC_COLUMNS``, then ``eval_<key>`` for each key of ``metrics.eval``. Metrics are float64,
-NaN where a record has none (every non-ok record, and e.g. ``peak_alloc_bytes`` on CPU).
+Columns of :func:`records_frame`: ``RECORD_COLUMNS``, then every config key the records hold
+(keys this version of :class:`Case` does not know included, e.g. from a newer bench), then
+``METRIC_COLUMNS`` and ``TEXT_COLUMNS``, then ``eval_<key>`` for each key of ``metrics.eval`` and
+``eval_before_<key>`` for each key of ``metrics.eval_before``. Metrics are float64, NaN where a
+record has none (every non-ok record, a field an older bench did not write, ``peak_alloc_bytes``
+on CPU); :func:`missing_figures` names the figures no record holds.
 """
 
+import json
+import math
 from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
@@ -12,57 +17,53 @@ from typing import Any
 import pandas as pd
 
 from bench.config import COMPILE_ONLY_KEYS, RUN_LENGTH_KEYS, Case
+from bench.report.metrics import METRIC_PATHS, METRIC_PATHS_AND_RULES, TEXT_PATHS, metric_at
 from bench.store import PROBE_FLAG
 
 RECORD_COLUMNS = ["run_id", "suite", "case_id", "repeat", "status", "reason"]
-# Column name -> path into the record's `metrics` (docs/RESULTS.md).
-METRIC_PATHS: dict[str, tuple[str, ...]] = {
-    "step_time_median_s": ("step_time_s", "median"),
-    "step_time_iqr_s": ("step_time_s", "iqr"),
-    "step_time_ci95_low_s": ("step_time_s", "ci95_low"),
-    "step_time_ci95_high_s": ("step_time_s", "ci95_high"),
-    "step_time_n": ("step_time_s", "n"),
-    "samples_per_s": ("samples_per_s",),
-    "tokens_per_s": ("tokens_per_s",),
-    "compile_time_s": ("compile_time_s",),
-    "first_step_s": ("first_step_s",),
-    "peak_alloc_bytes": ("peak_alloc_bytes",),
-    "peak_reserved_bytes": ("peak_reserved_bytes",),
-    "peak_rss_bytes": ("peak_rss_bytes",),
-    "num_params": ("num_params",),
-    "final_train_loss": ("final_train_loss",),
-    "optimizer_state_bytes": ("optimizer", "state_bytes"),
-    "final_lr": ("optimizer", "final_lr"),
-    "function_evals_per_step": ("optimizer", "function_evals_per_step"),
-    "amp_skipped_steps": ("amp", "num_skipped_steps"),
-    "max_batch_size": ("max_batch_size",),
-    "steps_trained": ("steps_trained",),
-}
 METRIC_COLUMNS = list(METRIC_PATHS)
+TEXT_COLUMNS = list(TEXT_PATHS)
+# Figures derived from the record's shape rather than read at a path.
+DERIVED_COLUMNS = ["num_ranks"]
 EVAL_PREFIX = "eval_"
-# The settings that tell cases apart. Run-length keys (how long to measure) are not axes.
-AXIS_KEYS = [f.name for f in fields(Case) if f.name not in RUN_LENGTH_KEYS]
+EVAL_BEFORE_PREFIX = "eval_before_"
 CONFIG_ORDER = [f.name for f in fields(Case)]
+# Columns of records_frame and aggregate that are not config keys (config_columns needs them:
+# records may hold config keys this Case does not know, and those are axes too).
+_NOT_CONFIG = {
+    *RECORD_COLUMNS,
+    "flags",
+    "compile_cache_state",
+    *METRIC_COLUMNS,
+    *TEXT_COLUMNS,
+    *DERIVED_COLUMNS,
+    "failed_status",
+    "num_ok",
+    "num_repeats",
+    "step_time_s",
+    "repeat_min_s",
+    "repeat_max_s",
+    "repeat_spread",
+}
 
 # How each metric of the ok repeats of a case is reduced to the case's value in `aggregate`.
-MEDIAN_OVER_REPEATS = [
-    "compile_time_s",
-    "first_step_s",
-    "num_params",
-    "final_train_loss",
-    "final_lr",
-    "function_evals_per_step",
-    "steps_trained",
-]
-MAX_OVER_REPEATS = [
-    "peak_alloc_bytes",
-    "peak_reserved_bytes",
-    "peak_rss_bytes",
-    "optimizer_state_bytes",
-    "amp_skipped_steps",
-]
+MEDIAN_OVER_REPEATS = [n for n, f in METRIC_PATHS_AND_RULES.items() if f.over_repeats == "median"]
+MAX_OVER_REPEATS = [n for n, f in METRIC_PATHS_AND_RULES.items() if f.over_repeats == "max"]
 # The largest batch found may differ between repeats: the smallest is the one that always fit.
-MIN_OVER_REPEATS = ["max_batch_size"]
+MIN_OVER_REPEATS = [n for n, f in METRIC_PATHS_AND_RULES.items() if f.over_repeats == "min"]
+MEAN_OVER_REPEATS = [n for n, f in METRIC_PATHS_AND_RULES.items() if f.over_repeats == "mean"]
+MEDIAN_OVER_REPEATS.append("num_ranks")
+
+# What each group of figures needs, to say what the records lack: label -> columns (any).
+FIGURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "MFU (metrics.flops.mfu)": ("mfu",),
+    "energy (metrics.gpu.energy_per_step_j)": ("energy_per_step_j",),
+    "held-out evaluation (metrics.eval)": (),
+    "trainable parameters (metrics.trainable_params)": ("trainable_params",),
+    "data-loading stalls (metrics.data_wait_fraction)": ("data_wait_fraction",),
+    "time to target (metrics.target)": ("time_to_target_s", "steps_to_target"),
+    "per-rank figures (metrics.ranks)": ("num_ranks",),
+}
 
 
 def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -79,16 +80,23 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "compile_cache_state",
             *config_keys,
             *METRIC_COLUMNS,
+            *TEXT_COLUMNS,
+            *DERIVED_COLUMNS,
             *eval_keys,
         ],
     )
-    numeric = [*METRIC_COLUMNS, *eval_keys]
+    numeric = [*METRIC_COLUMNS, *DERIVED_COLUMNS, *eval_keys]
+    # A bool (target reached) becomes 0.0 / 1.0, so that its mean is a share of repeats.
     frame[numeric] = frame[numeric].astype("float64")
     return frame
 
 
 def _flatten(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     metrics = record.get("metrics") or {}
+    ranks = metrics.get("ranks")
+    evals = {EVAL_PREFIX + key: value for key, value in (metrics.get("eval") or {}).items()}
+    before = metrics.get("eval_before") or {}
+    evals |= {EVAL_BEFORE_PREFIX + key: value for key, value in before.items()}
     return {
         "record": {
             **{key: record.get(key) for key in RECORD_COLUMNS},
@@ -97,19 +105,18 @@ def _flatten(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "cache"
             ),
         },
-        "config": record["config"],
-        "metrics": {column: _lookup(metrics, path) for column, path in METRIC_PATHS.items()},
-        "eval": {EVAL_PREFIX + key: value for key, value in (metrics.get("eval") or {}).items()},
+        # A list or table value (not a plain setting) is compared as its JSON text.
+        "config": {
+            key: json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+            for key, value in record["config"].items()
+        },
+        "metrics": {
+            **{column: metric_at(metrics, path) for column, path in METRIC_PATHS.items()},
+            **{column: metric_at(metrics, path) for column, path in TEXT_PATHS.items()},
+            "num_ranks": len(ranks) if isinstance(ranks, list) else None,
+        },
+        "eval": {k: v for k, v in evals.items() if isinstance(v, int | float) or v is None},
     }
-
-
-def _lookup(metrics: dict[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = metrics
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _ordered_union(dicts: Iterable[dict[str, Any]]) -> list[str]:
@@ -120,12 +127,46 @@ def _ordered_union(dicts: Iterable[dict[str, Any]]) -> list[str]:
 
 def eval_columns(frame: pd.DataFrame) -> list[str]:
     """The ``eval_<key>`` metric columns (``eval_batches`` is a config key, not a metric)."""
-    return [c for c in frame.columns if c.startswith(EVAL_PREFIX) and c not in CONFIG_ORDER]
+    return [
+        c
+        for c in frame.columns
+        if c.startswith(EVAL_PREFIX)
+        and not c.startswith(EVAL_BEFORE_PREFIX)
+        and c not in CONFIG_ORDER
+    ]
+
+
+def eval_before_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``eval_before_<key>`` columns: held-out quality before fine-tuning."""
+    return [c for c in frame.columns if c.startswith(EVAL_BEFORE_PREFIX)]
 
 
 def config_columns(frame: pd.DataFrame) -> list[str]:
-    """The frame's config-key columns that this version of :class:`Case` knows."""
-    return [c for c in frame.columns if c in CONFIG_ORDER]
+    """The frame's config-key columns, keys this version of :class:`Case` does not know
+    included (a record from a newer bench)."""
+    return [
+        c
+        for c in frame.columns
+        if c in CONFIG_ORDER or (c not in _NOT_CONFIG and not c.startswith(EVAL_PREFIX))
+    ]
+
+
+def axis_keys(frame: pd.DataFrame) -> list[str]:
+    """The config columns that can tell cases apart: all but the run-length keys."""
+    return [c for c in config_columns(frame) if c not in RUN_LENGTH_KEYS]
+
+
+def missing_figures(frame: pd.DataFrame) -> list[str]:
+    """The groups of figures that no ok record holds, to say so in the report."""
+    ok = frame[frame["status"] == "ok"]
+    missing = []
+    for label, columns in FIGURE_GROUPS.items():
+        present = [c for c in columns if c in ok and ok[c].notna().any()]
+        if not columns:  # held-out evaluation: any eval_<key> column
+            present = [c for c in eval_columns(ok) if ok[c].notna().any()]
+        if not present:
+            missing.append(label)
+    return missing
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
@@ -165,12 +206,13 @@ def _ok_stats(ok: pd.DataFrame) -> pd.DataFrame:
         step_time_s=(median_s, "median"),
         repeat_min_s=(median_s, "min"),
         repeat_max_s=(median_s, "max"),
-        step_time_iqr_s=("step_time_iqr_s", "median"),
         **{column: (column, "median") for column in MEDIAN_OVER_REPEATS},
         **{column: (column, "max") for column in MAX_OVER_REPEATS},
         **{column: (column, "min") for column in MIN_OVER_REPEATS},
+        **{column: (column, "mean") for column in MEAN_OVER_REPEATS},
+        **{column: (column, "last") for column in TEXT_COLUMNS},
         flags=("flags", _union_of_flags),
-        **{column: (column, "median") for column in eval_columns(ok)},
+        **{column: (column, "median") for column in [*eval_columns(ok), *eval_before_columns(ok)]},
     )
     stats.insert(
         3, "repeat_spread", (stats["repeat_max_s"] - stats["repeat_min_s"]) / stats["step_time_s"]
@@ -211,32 +253,58 @@ def varying_axes(frame: pd.DataFrame) -> list[str]:
     as a value: ``seq_len`` is None for every ``mlp`` case, and that tells nothing that the
     ``workload`` column does not.
     """
-    axes = [key for key in AXIS_KEYS if key in frame.columns]
+    axes = axis_keys(frame)
     per_suite = frame.groupby("suite", sort=False)[axes].nunique(dropna=True)
     return [key for key in axes if (per_suite[key] > 1).any()]
 
 
-def speedup_vs_reference(
-    agg: pd.DataFrame, axis: str = "compile", reference: str = "eager"
-) -> pd.Series:
-    """Reference step time / case step time, per row of ``agg``.
+# Settings that exist only beside some values of an axis (compile_scope and the other compile
+# options are None in eager; each optimizer has its own default learning rate; a strategy only
+# with several processes) cannot tell a case from its reference.
+DEPENDENT_KEYS: dict[str, tuple[str, ...]] = {
+    "compile": COMPILE_ONLY_KEYS,
+    "optimizer": ("lr", "impl", "nesterov"),
+    "nproc": ("strategy",),
+    "finetune": ("lora_rank",),
+}
 
-    A case's reference is the case of the same suite whose axis settings are identical except
-    ``axis == reference``; NaN where there is none or either step time is missing.
+
+def reference_values(
+    agg: pd.DataFrame, axis: str, reference: Any, column: str = "step_time_s"
+) -> pd.Series:
+    """Per row of ``agg``: ``column`` of its reference twin, the case of the same suite whose
+    other settings are equal and whose ``axis`` is the suite's reference value.
+
+    ``reference`` is that value, or a function of one suite's cases that returns it (the first
+    optimizer, the smallest batch). NaN where a row has no twin.
     """
-    # Settings that exist only beside some values of the axis (compile_scope and the other
-    # compile options are None in eager) cannot tell a case from its reference.
-    dependent = COMPILE_ONLY_KEYS if axis == "compile" else ()
-    others = [k for k in AXIS_KEYS if k in agg.columns and k != axis and k not in dependent]
+    if axis not in agg.columns:  # records that do not have this setting at all
+        return pd.Series(math.nan, index=agg.index)
+    dependent = DEPENDENT_KEYS.get(axis, ())
+    others = [k for k in axis_keys(agg) if k != axis and k not in dependent]
     match_keys = [_match_key(row) for row in agg[["suite", *others]].itertuples(index=False)]
-    is_reference = (agg[axis] == reference).to_numpy()
-    reference_s = {
-        key: step_s
-        for key, step_s, is_ref in zip(match_keys, agg["step_time_s"], is_reference)
-        if is_ref
+    per_suite = {
+        suite: reference(cases) if callable(reference) else reference
+        for suite, cases in agg.groupby("suite", sort=False)
     }
-    speedup = [reference_s.get(key, float("nan")) for key in match_keys] / agg["step_time_s"]
-    return speedup.rename(f"speedup_vs_{reference}")
+    is_reference = [
+        _match_key([value])[0] == per_suite[suite] and per_suite[suite] is not None
+        for suite, value in zip(agg["suite"], agg[axis])
+    ]
+    values = {
+        key: value for key, value, is_ref in zip(match_keys, agg[column], is_reference) if is_ref
+    }
+    return pd.Series([values.get(key, float("nan")) for key in match_keys], index=agg.index)
+
+
+def speedup_vs_reference(
+    agg: pd.DataFrame, axis: str = "compile", reference: Any = "eager"
+) -> pd.Series:
+    """Reference step time / case step time, per row of ``agg`` (see :func:`reference_values`);
+    NaN where there is no reference twin or either step time is missing."""
+    speedup = reference_values(agg, axis, reference) / agg["step_time_s"]
+    name = reference if isinstance(reference, str) else "reference"
+    return speedup.rename(f"speedup_vs_{name}")
 
 
 def break_even_steps(agg: pd.DataFrame) -> pd.Series:
@@ -245,11 +313,24 @@ def break_even_steps(agg: pd.DataFrame) -> pd.Series:
     NaN where there is no eager twin, no compile time, or the compiled step is not faster (it
     never pays off).
     """
-    speedup = speedup_vs_reference(agg)
-    eager_s = agg["step_time_s"] * speedup
-    saved_s = eager_s - agg["step_time_s"]
+    saved_s = reference_values(agg, "compile", "eager") - agg["step_time_s"]
     steps = agg["compile_time_s"] / saved_s
     return steps.where(saved_s > 0).rename("break_even_steps")
+
+
+def scaling_efficiency(cases: pd.DataFrame) -> pd.Series:
+    """throughput(N) / (N x throughput(1)), against the nproc = 1 twin (NaN without one)."""
+    if "nproc" not in cases:
+        return pd.Series(math.nan, index=cases.index)
+    single = reference_values(cases, "nproc", 1, "samples_per_s")
+    return (cases["samples_per_s"] / (cases["nproc"] * single)).rename("scaling_efficiency")
+
+
+def peak_memory_bytes(cases: pd.DataFrame) -> pd.Series:
+    """The allocator peak on CUDA (what the model needs), the process RSS on CPU."""
+    if "device" not in cases.columns:
+        return cases["peak_rss_bytes"]
+    return cases["peak_alloc_bytes"].where(cases["device"] == "cuda", cases["peak_rss_bytes"])
 
 
 def _match_key(values: Iterable[Any]) -> tuple[Any, ...]:

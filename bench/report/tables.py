@@ -6,7 +6,6 @@ shown only where some case of the suite has a value for it.
 """
 
 import html
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,16 +14,28 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bench.report.format import (
+    format_count,
+    format_metric,
+    format_mib,
+    format_number,
+    format_rate,
+    format_reason,
+    format_setting,
+    format_speedup,
+    format_status,
+    format_step_time,
+)
 from bench.report.frame import (
     break_even_steps,
+    eval_before_columns,
     eval_columns,
+    peak_memory_bytes,
+    reference_values,
+    scaling_efficiency,
     speedup_vs_reference,
     varying_axes,
 )
-
-MIB = 1024 * 1024
-MISSING = "—"
-REASON_CHARS = 300
 
 STEP_TIME_NOTE = (
     "step time: median over repeats of each repeat's median step time; ± is half the range of "
@@ -36,6 +47,15 @@ CACHE_NOTE = (
     "compile cache: warm when inductor's on-disk cache served the compile (the usual case after "
     "a first run), cold when it compiled from scratch; compile_cache = 'cold' forces the latter."
 )
+REFERENCE_NOTE = (
+    "speedup vs X: X's step time / this case's, all other settings equal; samples/s vs batch B: "
+    "this case's samples/s / batch B's."
+)
+SCALING_NOTE = (
+    "scaling efficiency: samples/s with N processes / (N × samples/s of the one-process case "
+    "with the same other settings); peak memory per rank: the largest rank's."
+)
+TARGET_NOTE = "time/steps to target: until the suite's target metric was reached (metrics.target)."
 BREAK_EVEN_NOTE = (
     "break-even steps: compile time / step time saved against eager, the steps after which "
     "compiling pays off (none where the compiled step is not faster)."
@@ -71,28 +91,53 @@ def _results_table(
     title: str, cases: pd.DataFrame, axes: list[str], speedup: pd.Series
 ) -> TableView:
     columns: dict[str, list[str]] = {
-        axis: [_format_setting(v) for v in cases[axis]] for axis in axes
+        axis: [format_setting(v) for v in cases[axis]] for axis in axes
     }
-    columns["status"] = [_format_status(case) for case in cases.itertuples()]
-    columns["step time"] = [_format_step_time(case) for case in cases.itertuples()]
-    columns["samples/s"] = [_format_rate(v) for v in cases["samples_per_s"]]
+    columns["status"] = [format_status(case) for case in cases.itertuples()]
+    columns["step time"] = [format_step_time(case) for case in cases.itertuples()]
+    columns["samples/s"] = [format_rate(v) for v in cases["samples_per_s"]]
     notes = [STEP_TIME_NOTE]
     if cases["tokens_per_s"].notna().any():
-        columns["tokens/s"] = [_format_rate(v) for v in cases["tokens_per_s"]]
+        columns["tokens/s"] = [format_rate(v) for v in cases["tokens_per_s"]]
     if "compile" in axes:
-        columns["speedup vs eager"] = [_format_speedup(v) for v in speedup[cases.index]]
+        columns["speedup vs eager"] = [format_speedup(v) for v in speedup[cases.index]]
         notes.append(SPEEDUP_NOTE)
+    for axis, reference, ratio_of in REFERENCES:
+        if axis not in axes:
+            continue
+        value = reference(cases) if callable(reference) else reference
+        if value is not None:
+            ratio = _ratio_to_reference(cases, axis, reference, ratio_of)
+            # Only where some case has a twin to compare with (not the reference alone).
+            if ratio[cases[axis] != value].notna().any():
+                name = f"batch {format_setting(value)}" if axis == "batch_size" else value
+                columns[f"{'speedup' if ratio_of == 'step' else 'samples/s'} vs {name}"] = [
+                    format_speedup(v) for v in ratio
+                ]
+                notes.append(REFERENCE_NOTE)
+    if "nproc" in axes:
+        columns["scaling efficiency"] = [format_number(v, ".2f") for v in scaling_efficiency(cases)]
+        notes.append(SCALING_NOTE)
     if cases["compile_time_s"].notna().any():
-        columns["compile s"] = [_format_number(v, ".2f") for v in cases["compile_time_s"]]
-        columns["compile cache"] = [_format_setting(v) for v in cases["compile_cache_state"]]
+        columns["compile s"] = [format_number(v, ".2f") for v in cases["compile_time_s"]]
+        columns["compile cache"] = [format_setting(v) for v in cases["compile_cache_state"]]
         notes.append(CACHE_NOTE)
     if "compile" in axes:
         breakeven = break_even_steps(cases)
-        columns["break-even steps"] = [_format_number(v, ".0f") for v in breakeven]
+        columns["break-even steps"] = [format_number(v, ".0f") for v in breakeven]
         notes.append(BREAK_EVEN_NOTE)
-    columns["peak MiB"] = [_format_mib(v) for v in _peak_bytes(cases)]
+    memory_header = "peak MiB per rank" if "nproc" in axes else "peak MiB"
+    columns[memory_header] = [format_mib(v) for v in peak_memory_bytes(cases)]
     notes.append(MEMORY_NOTE)
     optional = {
+        "params": ("num_params", "count"),
+        "trainable params": ("trainable_params", "count"),
+        "MFU": ("mfu", ".3f"),
+        "J/sample": ("energy_per_sample_j", ".3g"),
+        "data wait %": ("data_wait_fraction", "percent"),
+        "time to target s": ("time_to_target_s", ".3g"),
+        "steps to target": ("steps_to_target", ".0f"),
+        "target reached": ("target_reached", "percent"),
         "max batch": ("max_batch_size", ".0f"),
         "optimizer state MiB": ("optimizer_state_bytes", "mib"),
         "evals/step": ("function_evals_per_step", ".1f"),
@@ -100,18 +145,22 @@ def _results_table(
     }
     if "optimizer" not in axes:  # the same state everywhere: no news beside peak memory
         del optional["optimizer state MiB"]
+    if not {"model_size", "workload", "finetune"} & set(axes):
+        del optional["params"]
+    if "finetune" not in axes and (cases["trainable_params"] == cases["num_params"]).all():
+        del optional["trainable params"]
     for header, (column, spec) in optional.items():
         if column in cases and cases[column].notna().any():
-            columns[header] = [
-                _format_mib(v) if spec == "mib" else _format_number(v, spec) for v in cases[column]
-            ]
+            columns[header] = [_format_figure(v, spec) for v in cases[column]]
+    if cases["target_metric"].notna().any():
+        notes.append(TARGET_NOTE)
     if eval_columns(cases) and cases["steps_trained"].notna().any():
         # Held-out quality depends on how long a case trained: show it beside the eval figures.
-        columns["steps trained"] = [_format_number(v, ".0f") for v in cases["steps_trained"]]
-    for column in eval_columns(cases):
+        columns["steps trained"] = [format_number(v, ".0f") for v in cases["steps_trained"]]
+    for column in [*eval_before_columns(cases), *eval_columns(cases)]:
         if cases[column].notna().any():
-            header = column.replace("_", " ", 1)
-            columns[header] = [_format_metric(v) for v in cases[column]]
+            header = column.replace("_", " ")
+            columns[header] = [format_metric(v) for v in cases[column]]
     if "flags" in cases and (cases["flags"].fillna("") != "").any():
         # A flagged number is not the device's own (a recompile in the window, a diverged loss).
         columns["flags"] = [text if isinstance(text, str) else "" for text in cases["flags"]]
@@ -124,128 +173,89 @@ def _results_table(
     )
 
 
+def _format_figure(value: float, spec: str) -> str:
+    if spec == "mib":
+        return format_mib(value)
+    if spec == "count":
+        return format_count(value)
+    if spec == "percent":
+        return format_number(100 * value, ".1f")
+    return format_number(value, spec)
+
+
+def _ratio_to_reference(cases: pd.DataFrame, axis: str, reference: Any, ratio_of: str):
+    if ratio_of == "step":
+        return reference_values(cases, axis, reference) / cases["step_time_s"]
+    return cases["samples_per_s"] / reference_values(cases, axis, reference, "samples_per_s")
+
+
+def first_value(column: str):
+    """The suite's first value of ``column`` (its first optimizer): a reference."""
+    return lambda cases: next((v for v in cases[column] if isinstance(v, str)), None)
+
+
+def smallest_batch(cases: pd.DataFrame) -> Any:
+    """The suite's smallest numeric batch size ("max" aside): a reference."""
+    numeric = [v for v in cases["batch_size"] if isinstance(v, int | float) and v == v]
+    return int(min(numeric)) if numeric else None
+
+
+# Axis -> the suite's reference value (or how to find it) and what is compared: the step time
+# (same batch) or samples/s (different batches). compile has its own column, vs eager, above.
+REFERENCES: list[tuple[str, Any, str]] = [
+    ("precision", "fp32", "step"),
+    ("optimizer", first_value("optimizer"), "step"),
+    ("batch_size", smallest_batch, "rate"),
+    ("finetune", "full", "step"),
+]
+
+
 def _problems_table(title: str, cases: pd.DataFrame, axes: list[str]) -> TableView:
     ids = axes if "case_id" in axes else [*axes, "case_id"]
     headers = [*ids, "status", "reason"]
     rows = [
         [
-            *(_format_setting(getattr(case, header)) for header in ids),
-            _format_status(case),
-            _format_reason(case),
+            *(format_setting(getattr(case, header)) for header in ids),
+            format_status(case),
+            format_reason(case),
         ]
         for case in cases.itertuples()
     ]
     return TableView(title=title, headers=headers, numeric=[False] * len(headers), rows=rows)
 
 
-def _peak_bytes(cases: pd.DataFrame) -> pd.Series:
-    """The allocator peak on CUDA (what the model needs), the process RSS on CPU."""
-    if "device" not in cases.columns:
-        return cases["peak_rss_bytes"]
-    return cases["peak_alloc_bytes"].where(cases["device"] == "cuda", cases["peak_rss_bytes"])
-
-
-def _format_status(case: Any) -> str:
-    if case.status == "partial":
-        return f"partial: {case.num_ok}/{case.num_repeats} ok"
-    return str(case.status)
-
-
-def _format_step_time(case: Any) -> str:
-    if _missing(case.step_time_s):
-        return MISSING
-    text = format_duration(case.step_time_s)
-    if case.num_ok < 2:
-        return text
-    half_range_s = (case.repeat_max_s - case.repeat_min_s) / 2
-    return f"{text} ±{100 * half_range_s / case.step_time_s:.1f}%"
-
-
-def format_duration(seconds: float) -> str:
-    """Three significant digits in the unit that keeps the number below 1000: µs, ms or s."""
-    for unit, scale in (("µs", 1e-6), ("ms", 1e-3)):
-        if seconds < 1000 * scale:
-            return f"{_three_digits(seconds / scale)} {unit}"
-    return f"{_three_digits(seconds)} s"
-
-
-def _three_digits(value: float) -> str:
-    if value >= 100:
-        return f"{value:.0f}"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-
-
-def _format_rate(value: float) -> str:
-    if _missing(value):
-        return MISSING
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def _format_speedup(value: float) -> str:
-    return MISSING if _missing(value) else f"{value:.2f}×"
-
-
-def _format_mib(value: float) -> str:
-    return MISSING if _missing(value) else f"{value / MIB:,.0f}"
-
-
-def _format_number(value: float, spec: str) -> str:
-    return MISSING if _missing(value) else format(value, spec)
-
-
-def _format_metric(value: float) -> str:
-    if _missing(value):
-        return MISSING
-    return f"{value:.3f}" if abs(value) < 100 else f"{value:,.1f}"
-
-
-def _format_setting(value: object) -> str:
-    """Config values as written in a suite: 64 not 64.0 (a column with None turns ints float)."""
-    if _missing(value):
-        return MISSING
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _format_reason(case: Any) -> str:
-    """The last non-empty line of the reason (an error's last line names the exception)."""
-    lines = [] if _missing(case.reason) else str(case.reason).strip().splitlines()
-    last = lines[-1].strip() if lines else MISSING
-    if len(last) > REASON_CHARS:
-        last = last[: REASON_CHARS - 1] + "…"
-    # A partial case's status says how many repeats failed, not how the last one failed.
-    return f"{case.failed_status}: {last}" if case.status == "partial" else last
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def render_terminal(agg: pd.DataFrame, console: Console) -> None:
-    """Print each suite's tables. Cells are Text, so brackets in a reason are not rich markup."""
+    """Print each suite's tables."""
     for view in suite_tables(agg):
-        table = Table(
-            title=Text(view.title),
-            caption=Text(view.caption) if view.caption else None,
-            caption_justify="left",
-        )
-        for header, numeric in zip(view.headers, view.numeric):
-            table.add_column(Text(header), justify="right" if numeric else "left", overflow="fold")
-        for row in view.rows:
-            table.add_row(*(Text(cell) for cell in row))
-        console.print(table)
+        print_view(view, console)
+
+
+def print_view(view: TableView, console: Console) -> None:
+    """One table. Cells are Text, so brackets in a reason are not rich markup."""
+    table = Table(
+        title=Text(view.title),
+        caption=Text(view.caption) if view.caption else None,
+        caption_justify="left",
+    )
+    for header, numeric in zip(view.headers, view.numeric):
+        table.add_column(Text(header), justify="right" if numeric else "left", overflow="fold")
+    for row in view.rows:
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
 
 
 def render_markdown(agg: pd.DataFrame) -> str:
     """The same tables as GitHub-flavoured Markdown pipe tables, one section per table."""
-    sections = ["# Benchmark report"]
-    for view in suite_tables(agg):
-        sections.append(f"## {_escape(view.title)}")
-        sections.append(_pipe_table(view))
-        if view.caption:
-            sections.append(f"*{_escape(view.caption)}*")
+    sections = ["# Benchmark report", *(markdown_table(view) for view in suite_tables(agg))]
     return "\n\n".join(sections) + "\n"
+
+
+def markdown_table(view: TableView, level: int = 2) -> str:
+    """A table's heading, pipe table and caption."""
+    parts = [f"{'#' * level} {escape_markdown(view.title)}", _pipe_table(view)]
+    if view.caption:
+        parts.append(f"*{escape_markdown(view.caption)}*")
+    return "\n\n".join(parts)
 
 
 def _pipe_table(view: TableView) -> str:
@@ -258,10 +268,10 @@ def _pipe_table(view: TableView) -> str:
 
 
 def _pipe_row(cells: list[str]) -> str:
-    return "| " + " | ".join(_escape(cell) for cell in cells) + " |"
+    return "| " + " | ".join(escape_markdown(cell) for cell in cells) + " |"
 
 
-def _escape(text: str) -> str:
+def escape_markdown(text: str) -> str:
     """Make text inert inside a Markdown table cell or heading: no HTML, no cell breaks.
 
     Backslashes are doubled first, so that a ``\\`` in the text cannot un-escape our ``\\|``.
