@@ -1,28 +1,105 @@
-"""Build the report: read runs, aggregate repeats, print tables, write ``report.md``."""
+"""Build the report: read runs, aggregate repeats, print tables, write ``report.md``,
+``report.html`` and the figures (``figures/<suite>-<view>.png``) under the output directory."""
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from bench.errors import UserError
-from bench.report.frame import aggregate, records_frame
-from bench.report.tables import render_markdown, render_terminal
+from bench.report.faq import FaqSection, faq_sections
+from bench.report.frame import aggregate, missing_figures, records_frame
+from bench.report.html import render_html
+from bench.report.plots import Plot, suite_plots, write_plots
+from bench.report.tables import (
+    TableView,
+    escape_markdown,
+    markdown_table,
+    print_view,
+    render_terminal,
+    suite_tables,
+)
 from bench.store import read_records
 
 REPORT_FILE = "report.md"
+HTML_FILE = "report.html"
+FIGURES_DIR = "figures"
 
 
-def build_report(run_dirs: list[Path], out_dir: Path, console: Console) -> Path:
-    """Report on the given run directories; returns the path of the written ``report.md``."""
+@dataclass
+class Report:
+    markdown: Path
+    html: Path
+    figures: list[Path]
+
+
+def build_report(run_dirs: list[Path], out_dir: Path, console: Console) -> Report:
+    """Report on the given run directories; returns the paths written."""
     records = [record for run_dir in run_dirs for record in read_records(run_dir)]
     if not records:
         names = ", ".join(str(run_dir) for run_dir in run_dirs) or "(no run directories)"
         raise UserError(f"no records to report in {names}")
-    agg = aggregate(records_frame(records))
+    frame = records_frame(records)
+    agg = aggregate(frame)
     render_terminal(agg, console)
-    return write_atomic(out_dir / REPORT_FILE, render_markdown(agg))
+    for old in (out_dir / FIGURES_DIR).glob("*.png"):  # an earlier report's figures
+        old.unlink()
+    suites = []
+    for suite, cases in agg.groupby("suite", sort=False):
+        suite_records = [r for r in records if r.get("suite") == suite]
+        plots = suite_plots(cases, frame[frame["suite"] == suite], suite_records)
+        write_plots(plots, out_dir / FIGURES_DIR, str(suite))
+        suites.append((str(suite), suite_tables(cases), plots))
+    faq = faq_sections(agg, records)
+    missing = missing_figures(frame)
+    _print_faq(faq, console)
+    markdown = write_atomic(out_dir / REPORT_FILE, render_markdown_report(suites, faq, missing))
+    html = write_atomic(out_dir / HTML_FILE, render_html(suites, faq, missing))
+    figures = [plot.path for _, _, plots in suites for plot in plots if plot.path]
+    return Report(markdown, html, figures)
+
+
+def render_markdown_report(
+    suites: list[tuple[str, list[TableView], list[Plot]]],
+    faq: list[FaqSection],
+    missing: list[str],
+) -> str:
+    parts = ["# Benchmark report"]
+    if missing:
+        parts.append("No record here holds: " + "; ".join(missing) + ".")
+    for name, tables, plots in suites:
+        parts.append(f"## {escape_markdown(name)}")
+        parts += [markdown_table(view, level=3) for view in tables]
+        for plot in plots:
+            assert plot.path is not None
+            parts.append(
+                f"![{escape_markdown(plot.title)}]({FIGURES_DIR}/{plot.path.name})\n\n"
+                f"*{escape_markdown(plot.title)}.* {escape_markdown(plot.caption)}"
+            )
+    parts.append("## FAQ: answered with this machine's numbers")
+    for section in faq:
+        parts.append(f"### {escape_markdown(section.question)}")
+        parts.append(f"*Method.* {escape_markdown(section.method)}")
+        if section.runs:
+            parts.append(f"*Runs used:* {escape_markdown(', '.join(section.runs))}")
+        parts += [escape_markdown(line) for line in section.lines]
+        parts += [markdown_table(view, level=4) for view in section.tables]
+        parts += [f"**Not answered here:** run {escape_markdown(m)}." for m in section.missing]
+    return "\n\n".join(parts) + "\n"
+
+
+def _print_faq(faq: list[FaqSection], console: Console) -> None:
+    for section in faq:
+        console.print(Text(section.question, style="bold"))
+        for line in section.lines:
+            console.print(Text(f"  {line}"))
+        for view in section.tables:
+            print_view(view, console)
+        for what in section.missing:
+            console.print(Text(f"  not answered here: run {what}"))
 
 
 def write_atomic(path: Path, text: str) -> Path:
