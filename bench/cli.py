@@ -57,12 +57,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seed", type=int, default=0, help="seed of --order random")
 
-    report = commands.add_parser("report", help="tables and a Markdown report of runs")
+    report = commands.add_parser(
+        "report", help="tables, figures, FAQ: report.md and a self-contained report.html"
+    )
     report.add_argument("runs", nargs="*", help="run directories or suites (default: latest runs)")
     report.add_argument(
         "--results", type=Path, default=Path("results"), help="where runs are (default: results)"
     )
     report.add_argument("--out", type=Path, help="report directory (default: RESULTS/report)")
+
+    estimate = commands.add_parser(
+        "estimate", help="FLOPs, time, energy, cost and memory to train N parameters on D tokens"
+    )
+    estimate.add_argument("--params", required=True, help="parameters N: 7B, 350M, 1e9")
+    estimate.add_argument("--tokens", help="training tokens D (default: 20 per parameter)")
+    estimate.add_argument("--seq-len", help="sequence length T (with --layers, --d-model)")
+    estimate.add_argument("--layers", help="transformer layers L")
+    estimate.add_argument("--d-model", help="model width d (heads x head size)")
+    estimate.add_argument("--micro-batch", help="sequences per GPU step, for activations (1)")
+    estimate.add_argument("--mfu", help="model FLOPs utilisation, 0-1 (default: measured here)")
+    estimate.add_argument("--gpu", help="GPU name for the peak FLOP/s (default: measured device)")
+    estimate.add_argument("--dtype", choices=("bf16", "fp16", "tf32", "fp32"), default="bf16")
+    estimate.add_argument("--gpus", help="number of GPUs (default 1)")
+    estimate.add_argument("--watts", help="power per GPU, W (default: energy measured here)")
+    estimate.add_argument("--pue", help="power usage effectiveness, >= 1 (default 1)")
+    estimate.add_argument("--price-per-gpu-hour", help="price of one GPU-hour, for the cost")
+    estimate.add_argument("--results", type=Path, default=Path("results"))
+    estimate.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     listing = commands.add_parser("list", help="suites, workloads, optimizers, precisions, modes")
     listing.add_argument("--json", action="store_true")
@@ -81,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "env": cmd_env}
+        handler |= {"estimate": cmd_estimate}
         handler |= {"compare": cmd_compare, "baseline": cmd_baseline, "gate": cmd_gate}
         handler |= {"ab": cmd_ab, "export": cmd_export}
         return handler[args.command](args, console)
@@ -209,8 +231,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
             "run a suite first: bench run suites/compile_vs_eager"
         )
     out = args.out or args.results / "report"
-    path = build_report(run_dirs, out, console)
-    console.print(f"report written: {path}")
+    report = build_report(run_dirs, out, console)
+    console.print(f"report written: {report.markdown}, {report.html}")
+    console.print(f"figures: {len(report.figures)} PNG in {out / 'figures'}")
     return 0
 
 
@@ -231,6 +254,18 @@ def _run_dir_of(arg: str, results: Path) -> Path:
     if not latest:
         raise UserError(f"{arg}: not a run directory, and {results}/{name}/ holds no run")
     return latest[0]
+
+
+def cmd_estimate(args: argparse.Namespace, console: Console) -> int:
+    from bench import estimate
+
+    inputs = estimate.parse_inputs(args)
+    result = estimate.estimate(inputs, estimate.measured_here(args.results))
+    if args.json:
+        print(estimate.to_json(result))
+    else:
+        estimate.render(result, console)
+    return 0
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:

@@ -156,11 +156,29 @@ def gpu_peak(name: str, dtype: str) -> tuple[Peak | None, str | None]:
     """The dense peak of the GPU called ``name`` in ``dtype``, or None and the reason."""
     for entry in _TABLE:
         if re.search(entry.pattern, name.strip(), flags=re.IGNORECASE):
-            key = "fp32" if dtype == "tf32" and "tf32" not in entry.tflops else dtype
-            if key not in entry.tflops:
-                return None, f"{entry.device} has no {dtype} tensor cores in the peak table"
-            return Peak(entry.tflops[key] * TFLOPS, key, entry.device, entry.source), None
+            return gpu_peak_of(entry, dtype)
     return None, f"no peak for {name!r} in the table (bench/peaks.py)"
+
+
+def known_gpus() -> list[str]:
+    """The table's device names, in its order (for messages that list what is allowed)."""
+    return [entry.device for entry in _TABLE]
+
+
+def peak_by_name(name: str, dtype: str) -> tuple[Peak | None, str | None]:
+    """Like :func:`gpu_peak`, but ``name`` may also be a table entry's own name ("H100 SXM",
+    "V100 SXM2"), as a person types it rather than as NVML prints it."""
+    for entry in _TABLE:
+        if entry.device.lower() == " ".join(name.split()).lower():
+            return gpu_peak_of(entry, dtype)
+    return gpu_peak(name, dtype)
+
+
+def gpu_peak_of(entry: _Entry, dtype: str) -> tuple[Peak | None, str | None]:
+    key = "fp32" if dtype == "tf32" and "tf32" not in entry.tflops else dtype
+    if key not in entry.tflops:
+        return None, f"{entry.device} has no {dtype} tensor cores in the peak table"
+    return Peak(entry.tflops[key] * TFLOPS, key, entry.device, entry.source), None
 
 
 def compute_dtype(
