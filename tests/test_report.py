@@ -11,7 +11,11 @@ with a later run id complete the tree.
 """
 
 import io
+import json
 import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +24,28 @@ from rich.console import Console
 
 from bench.config import Case
 from bench.errors import UserError
-from bench.report.frame import aggregate, records_frame, speedup_vs_reference, varying_axes
+from bench.report.faq import faq_sections
+from bench.report.frame import (
+    aggregate,
+    config_columns,
+    missing_figures,
+    records_frame,
+    scaling_efficiency,
+    speedup_vs_reference,
+    varying_axes,
+)
+from bench.report.plots import (
+    batch_figure,
+    compile_figure,
+    finetune_figure,
+    fitted_bytes_per_param,
+    model_size_figure,
+    optimizer_figure,
+    precision_figure,
+    scaling_figure,
+    telemetry_figure,
+    write_plots,
+)
 from bench.report.report import build_report
 from bench.report.tables import render_markdown, render_terminal
 from bench.store import find_latest_runs, read_records
@@ -217,8 +242,9 @@ def test_markdown_rows_by_hand(frame):
         "| max-autotune-no-cudagraphs | 1a4b6c25346f | error | RuntimeError: inductor failed"
     )
     assert f"{error_row} (repeat 2) |" in lines
-    # A single repeat has no range to show; tokens/s appears for the language model only.
-    assert "| 8 | ok | 20.0 ms | 400 | 25,600 | 300 | 5.000 | 148.4 |" in lines
+    # A single repeat has no range to show; tokens/s appears for the language model only;
+    # samples/s against the smallest batch: 500 / 400 = 1.25.
+    assert "| 8 | ok | 20.0 ms | 400 | 25,600 | 1.00× | 300 | 5.000 | 148.4 |" in lines
 
 
 def test_markdown_escapes_pipes_and_html(frame):
@@ -244,13 +270,18 @@ def test_terminal_prints_reasons_literally_not_as_markup(frame):
     assert "11.0 ms ±9.1%" in output
 
 
-def test_build_report_writes_report_md(tmp_path):
+def test_build_report_writes_markdown_html_and_figures(tmp_path):
     console = Console(file=io.StringIO(), width=200)
     out_dir = tmp_path / "report"
-    path = build_report([COMPILE_RUN, GPT_RUN], out_dir, console)
-    assert path == out_dir / "report.md"
-    assert "| 16 | ok | 32.0 ms | 500 | 32,000 | 320 | 4.900 | 134.3 |" in path.read_text()
-    assert [p.name for p in out_dir.iterdir()] == ["report.md"]  # no temporary file left
+    report = build_report([COMPILE_RUN, GPT_RUN], out_dir, console)
+    assert (report.markdown, report.html) == (out_dir / "report.md", out_dir / "report.html")
+    markdown = report.markdown.read_text()
+    assert "| 16 | ok | 32.0 ms | 500 | 32,000 | 1.25× | 320 | 4.900 | 134.3 |" in markdown
+    names = sorted(path.name for path in report.figures)
+    assert names == ["compile_vs_eager-compile.png", "gpt_batch-batch_size.png"]
+    for name in names:
+        assert f"](figures/{name})" in markdown
+    assert sorted(p.name for p in out_dir.iterdir()) == ["figures", "report.html", "report.md"]
     assert "gpt_batch (run 20261128-120000)" in console.file.getvalue()
 
 
@@ -321,3 +352,323 @@ def test_speedup_finds_the_eager_twin_of_a_compiled_case_with_compile_options():
     agg = aggregate(records_frame([record("eager", 0.010), record("default", 0.008)]))
     speedup = dict(zip(agg["compile"], speedup_vs_reference(agg)))
     assert speedup == {"eager": pytest.approx(1.0), "default": pytest.approx(1.25)}
+
+
+# --- fields added by other issues: fine-tuning, scaling, targets, data loading, telemetry ----
+
+
+def _hand(case_id, config, metrics, repeat=0, suite="hand", samples=None, status="ok"):
+    """A record as the worker writes it, with only the fields a test needs."""
+    return {
+        "schema": 1,
+        "run_id": "20261128-130000",
+        "suite": suite,
+        "case_id": case_id,
+        "repeat": repeat,
+        "status": status,
+        "reason": None if status == "ok" else "CUDA out of memory",
+        "config": {"workload": "gpt", "batch_size": 8, "device": "cuda", **config},
+        "metrics": metrics,
+        "samples": samples or {},
+        "flags": [],
+    }
+
+
+def _timed(step_s, batch=8, **metrics):
+    return {"step_time_s": {"median": step_s}, "samples_per_s": batch / step_s, **metrics}
+
+
+def finetune_records():
+    # full: 1,000,000 trainable of 1,000,000; frozen: 10,000; lora: 8,192. Eval before/after.
+    strategies = {
+        "full": (1_000_000, 0.020, 2.0),
+        "frozen": (10_000, 0.012, 2.6),
+        "lora": (8_192, 0.014, 2.3),
+    }
+    return [
+        _hand(
+            name,
+            {"finetune": name, "lora_rank": 8 if name == "lora" else None},
+            _timed(
+                step_s,
+                num_params=1_000_000,
+                trainable_params=trainable,
+                peak_alloc_bytes=100 * MIB,
+                eval={"loss": loss_after},
+                eval_before={"loss": 3.0},
+            ),
+            suite="finetune",
+        )
+        for name, (trainable, step_s, loss_after) in strategies.items()
+    ]
+
+
+def scaling_records():
+    # samples/s 100, 180, 320 at 1, 2, 4 processes: efficiency 1.0, 180/200 = 0.9, 320/400 = 0.8.
+    rates = {1: 100.0, 2: 180.0, 4: 320.0}
+    return [
+        _hand(
+            f"n{n}",
+            {"nproc": n, "strategy": None if n == 1 else "ddp"},
+            {
+                "step_time_s": {"median": 0.08 * n / (rate / 100)},
+                "samples_per_s": rate,
+                "peak_alloc_bytes": (200 + n) * MIB,
+                "ranks": [{"samples_per_s": rate / n}] * n,
+            },
+            suite="scaling",
+        )
+        for n, rate in rates.items()
+    ]
+
+
+def test_frame_picks_up_new_fields_and_unknown_config_keys():
+    records = finetune_records() + scaling_records()
+    records[0]["metrics"]["target"] = {
+        "metric": "loss",
+        "value": 2.5,
+        "reached": True,
+        "time_to_target_s": 4.0,
+        "steps_to_target": 200,
+    }
+    records[0]["metrics"]["data_wait_fraction"] = 0.25
+    frame = records_frame(records)
+    full = frame.set_index("case_id").loc["full"]
+    assert (full["trainable_params"], full["eval_before_loss"], full["eval_loss"]) == (
+        1e6,
+        3.0,
+        2.0,
+    )
+    assert (full["time_to_target_s"], full["steps_to_target"], full["target_reached"]) == (
+        4.0,
+        200,
+        1.0,
+    )
+    assert (full["target_metric"], full["data_wait_fraction"]) == ("loss", 0.25)
+    assert frame.set_index("case_id").loc["n4", "num_ranks"] == 4
+    assert math.isnan(frame.set_index("case_id").loc["frozen", "time_to_target_s"])
+    # finetune, lora_rank, nproc and strategy are not Case fields on this branch: still axes.
+    # Not Case fields on this branch, yet config columns; those with two values are axes.
+    assert {"finetune", "lora_rank", "nproc", "strategy"} <= set(config_columns(frame))
+    assert {"finetune", "nproc"} <= set(varying_axes(frame))
+
+
+def test_missing_figures_are_named():
+    frame = records_frame(finetune_records())
+    missing = missing_figures(frame)
+    assert "MFU (metrics.flops.mfu)" in missing
+    assert "trainable parameters (metrics.trainable_params)" not in missing
+    assert "held-out evaluation (metrics.eval)" not in missing
+
+
+def test_scaling_efficiency_by_hand_next_to_memory_per_rank():
+    agg = aggregate(records_frame(scaling_records()))
+    assert scaling_efficiency(agg).round(6).tolist() == [1.0, 0.9, 0.8]
+    lines = render_markdown(agg).splitlines()
+    header = next(line for line in lines if line.startswith("| nproc |"))
+    assert "scaling efficiency" in header and "peak MiB per rank" in header
+    assert any(line.startswith("| 4 | ok |") and "| 0.80 |" in line for line in lines)
+
+
+def test_finetune_table_shows_trainable_params_and_quality_before_after():
+    lines = render_markdown(aggregate(records_frame(finetune_records()))).splitlines()
+    header = next(line for line in lines if line.startswith("| finetune |"))
+    for column in ("trainable params", "eval before loss", "eval loss", "speedup vs full"):
+        assert column in header
+    # frozen: 20 ms / 12 ms = 1.67x the full fine-tune's speed, 10K of 1M parameters trained.
+    row = next(line for line in lines if line.startswith("| frozen |"))
+    assert "| 1.67× |" in row and "| 10K |" in row and "| 1M |" in row
+    assert "| 3.000 | 2.600 |" in row
+
+
+def test_speedup_against_first_optimizer_and_samples_per_s_against_smallest_batch():
+    records = [
+        _hand("sgd", {"optimizer": "sgd", "lr": 0.01}, _timed(0.010)),
+        _hand("adam", {"optimizer": "adam", "lr": 0.001}, _timed(0.020)),
+        _hand("b8", {"batch_size": 8}, _timed(0.010), suite="batch"),
+        _hand("b32", {"batch_size": 32}, _timed(0.020, batch=32), suite="batch"),
+    ]
+    lines = render_markdown(aggregate(records_frame(records))).splitlines()
+    # adam: sgd's 10 ms / 20 ms = 0.50x (its own lr does not hide the twin).
+    assert any(line.startswith("| adam | 0.001 | ok |") and "| 0.50× |" in line for line in lines)
+    # batch 32: 1,600 samples/s against batch 8's 800: 2.00x.
+    assert any(line.startswith("| 32 | ok |") and "| 2.00× |" in line for line in lines)
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _written(plot, tmp_path):
+    (plot,) = write_plots([plot], tmp_path, "suite")
+    data = plot.path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 5_000
+    return plot
+
+
+def _bar_heights(ax):
+    """The heights of the bars drawn (NaN bars, for a case without the value, left out)."""
+    bars = [bar for container in ax.containers for bar in container]
+    return [round(bar.get_height(), 6) for bar in bars if not math.isnan(bar.get_height())]
+
+
+def test_compile_figure_bars_are_speedup_compile_time_and_break_even(tmp_path, frame):
+    agg = aggregate(frame)
+    suite = agg["suite"] == "compile_vs_eager"
+    cases = agg[suite]
+    plot = compile_figure(cases, frame[frame["suite"] == "compile_vs_eager"], ["compile"])
+    speedup_ax, compile_ax, break_even_ax = plot.figure.axes
+    # One compiled mode with numbers (default): median of 0.011/0.008, 0.011/0.008, 0.011/0.009.
+    assert _bar_heights(speedup_ax) == [round(0.011 / 0.008, 6)]
+    assert _bar_heights(compile_ax) == [1.492]
+    assert _bar_heights(break_even_ax) == [round(1.492 / 0.003, 6)]  # 497 steps
+    _written(plot, tmp_path)
+
+
+def test_each_view_figure_is_drawn_from_its_records(tmp_path):
+    agg = aggregate(records_frame(scaling_records()))
+    plot = _written(scaling_figure(agg, ["nproc", "strategy"]), tmp_path)
+    # The efficiency curve (the dashed line at 1.0 has two points too, at the axis' ends).
+    curves = [list(line.get_ydata()) for line in plot.figure.axes[0].get_lines()]
+    assert [round(y, 6) for y in curves[0]] == [1.0, 0.9, 0.8]
+    agg = aggregate(records_frame(finetune_records()))
+    plot = _written(finetune_figure(agg, ["finetune", "lora_rank"]), tmp_path)
+    params_ax, quality_ax = plot.figure.axes
+    assert sorted(_bar_heights(params_ax)) == [8_192, 10_000, 1e6, 1e6, 1e6, 1e6]
+    assert sorted(_bar_heights(quality_ax)) == [2.0, 2.3, 2.6, 3.0, 3.0, 3.0]
+
+
+def test_optimizer_figure_time_to_the_loss_every_case_reached(tmp_path):
+    # sgd: 10 ms steps, losses 2.0 at step 1, 1.0 at 2, 0.9 at 3; adam: 20 ms, 1.5, 0.5, 0.4.
+    # Common target: the larger best loss, 0.9: sgd reaches it at 30 ms, adam (0.5) at 40 ms.
+    records = [
+        _hand(
+            name,
+            {"optimizer": name},
+            _timed(step, optimizer={"state_bytes": state}),
+            suite="opt",
+            samples={"step_time_s": [step] * 3, "loss": [[1, a], [2, b], [3, c]]},
+        )
+        for name, step, state, (a, b, c) in (
+            ("sgd", 0.010, 0, (2.0, 1.0, 0.9)),
+            ("adam", 0.020, 2 * MIB, (1.5, 0.5, 0.4)),
+        )
+    ]
+    agg = aggregate(records_frame(records))
+    plot = _written(optimizer_figure(agg, records, ["optimizer"]), tmp_path)
+    curve_ax, time_ax, state_ax = plot.figure.axes
+    assert _bar_heights(time_ax) == [0.03, 0.04]
+    assert _bar_heights(state_ax) == [0.0, 2.0]
+    assert "0.9" in plot.caption
+
+
+def test_batch_model_size_precision_and_telemetry_figures(tmp_path):
+    batch = [
+        _hand(f"b{b}", {"batch_size": b}, _timed(0.01 * b / 8, batch=b, peak_alloc_bytes=b * MIB))
+        for b in (8, 16, 32)
+    ]
+    batch.append(
+        _hand("bmax", {"batch_size": "max"}, {"max_batch_size": 64, "max_batch_capped": False})
+    )
+    agg = aggregate(records_frame(batch))
+    plot = _written(batch_figure(agg, ["batch_size"]), tmp_path)
+    (line,) = [ln for ln in plot.figure.axes[1].get_lines() if len(ln.get_xdata()) == 3]
+    assert list(line.get_ydata()) == [8.0, 16.0, 32.0]  # MiB at batch 8, 16, 32
+    sizes = [
+        _hand(
+            f"m{n}",
+            {"model_size": str(n)},
+            _timed(0.01, num_params=n, peak_alloc_bytes=1000 + 16 * n),
+        )
+        for n in (1_000_000, 2_000_000, 4_000_000)
+    ]
+    agg = aggregate(records_frame(sizes))
+    assert fitted_bytes_per_param(agg) == pytest.approx(16.0)
+    plot = _written(model_size_figure(agg, ["model_size"]), tmp_path)
+    assert "16.0 B/param" in plot.figure.axes[2].get_title()
+    precisions = [
+        _hand(p, {"precision": p}, _timed(s, final_train_loss=loss, peak_alloc_bytes=m * MIB))
+        for p, s, loss, m in (("fp32", 0.02, 1.0, 200), ("bf16", 0.01, 1.1, 120))
+    ]
+    plot = _written(precision_figure(aggregate(records_frame(precisions)), ["precision"]), tmp_path)
+    assert [_bar_heights(ax) for ax in plot.figure.axes] == [
+        [400.0, 800.0],
+        [200.0, 120.0],
+        [1.0, 1.1],
+    ]
+    telemetry = {
+        "gpu": [
+            {
+                "index": 0,
+                "t_s": [0.0, 0.1, 0.2],
+                "gpu_util_percent": [90, 95, 97],
+                "power_w": [300, 310, 320],
+                "sm_clock_mhz": [1980, 1980, 1965],
+            }
+        ]
+    }
+    record = _hand("t", {}, _timed(0.01), samples={"telemetry": telemetry})
+    plot = _written(telemetry_figure([record]), tmp_path)
+    util_ax = plot.figure.axes[0]
+    assert [list(ln.get_ydata()) for ln in util_ax.get_lines() if len(ln.get_xdata()) == 3] == [
+        [90, 95, 97]
+    ]
+    assert telemetry_figure([_hand("t", {}, _timed(0.01))]) is None  # no NVML timeline: no figure
+
+
+# --- HTML and FAQ ----------------------------------------------------------------------------
+
+
+def test_html_is_self_contained_and_escapes_user_strings(tmp_path):
+    records = read_records(COMPILE_RUN)
+    for record in records:
+        record["suite"] = "<script>alert(1)</script>"
+        if record["status"] != "ok":
+            record["reason"] = 'boom <img src=x onerror=alert(1)>'
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = build_report([run], tmp_path / "out", Console(file=io.StringIO()))
+    page = report.html.read_text()
+    assert "<script" not in page.lower() and "<img src=x" not in page
+    assert "boom &lt;img src=x onerror=alert(1)&gt;" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "http://" not in page and "https://" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(//|[a-z]+:(?!image/png;base64))""", page)
+    assert page.count('src="data:image/png;base64,') == len(report.figures) == 1
+    assert "<script" not in report.markdown.read_text().lower()
+
+
+def test_faq_names_the_suite_to_run_when_runs_are_missing():
+    records = read_records(COMPILE_RUN)
+    sections = faq_sections(aggregate(records_frame(records)), records)
+    compute, optimizers, evaluation, challenges = sections
+    assert compute.missing == ["suites/model_size.toml: no record holds an MFU (metrics.flops)"]
+    assert not compute.tables
+    assert optimizers.missing[0].startswith("suites/optimizers.toml")
+    assert not optimizers.tables
+    assert evaluation.runs == ["compile_vs_eager/20261128-101502"]
+    assert any(line.startswith("Compile overhead: 1.49 to 1.49 s") for line in challenges.lines)
+    assert any(m.startswith("suites/batch_size.toml") for m in challenges.missing)
+
+
+def test_faq_compute_answer_uses_the_measured_mfu():
+    # MFU 0.5 of a 1e15 FLOP/s peak: 1B parameters on 20B tokens, 1.2e20 FLOPs, take
+    # 1.2e20 / 5e14 = 240,000 s = 66.7 device-hours.
+    metrics = _timed(
+        0.01, flops={"mfu": 0.5, "peak_per_s": 1e15, "peak_device": "X", "per_step": 1e12}
+    )
+    records = [_hand("m", {}, metrics)]
+    compute = faq_sections(aggregate(records_frame(records)), records)[0]
+    assert compute.runs == ["hand/20261128-130000"]
+    assert compute.tables[0].rows[0][:4] == ["1B", "2e+10", "1.2e+20", "67"]
+
+
+def test_report_code_never_imports_torch():
+    code = (
+        "import sys, bench.report.report, bench.report.plots, bench.report.html, "
+        "bench.report.faq, bench.estimate\nassert 'torch' not in sys.modules, 'torch imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
