@@ -18,6 +18,7 @@ from pytest_benchmark.stats import Stats
 from bench.compare import metric_value
 from bench.config import varying_keys
 from bench.errors import UserError
+from bench.report.metrics import METRIC_PATHS
 from bench.statistics import median
 from bench.store import (
     ENV,
@@ -31,24 +32,26 @@ from bench.store import (
 
 FORMATS = ("pytest-benchmark",)
 STEPS = "step_time_s"  # the raw samples pytest-benchmark's statistics are computed from
-# extra_info key -> path into a record's `metrics` (docs/RESULTS.md); repeats combine by their
-# median (rates, times, losses, energy) or, for memory peaks, by their maximum.
+# extra_info keys: figures of the report's metric table (bench/report/metrics.py, one path per
+# figure for every reader); repeats combine by their median (rates, times, losses, energy) or,
+# for memory peaks, by their maximum.
 MEDIAN_METRICS = {
-    "samples_per_s": ("samples_per_s",),
-    "tokens_per_s": ("tokens_per_s",),
-    "mfu": ("flops", "mfu"),
-    "achieved_flops_per_s": ("flops", "achieved_per_s"),
-    "energy_per_sample_j": ("gpu", "energy_per_sample_j"),
-    "energy_per_step_j": ("gpu", "energy_per_step_j"),
-    "first_step_s": ("first_step_s",),
-    "compile_time_s": ("compile_time_s",),
-    "final_train_loss": ("final_train_loss",),
-    "num_params": ("num_params",),
+    key: METRIC_PATHS[key]
+    for key in (
+        "samples_per_s",
+        "tokens_per_s",
+        "mfu",
+        "achieved_flops_per_s",
+        "energy_per_sample_j",
+        "energy_per_step_j",
+        "first_step_s",
+        "compile_time_s",
+        "final_train_loss",
+        "num_params",
+    )
 }
 MAX_METRICS = {
-    "peak_alloc_bytes": ("peak_alloc_bytes",),
-    "peak_reserved_bytes": ("peak_reserved_bytes",),
-    "peak_rss_bytes": ("peak_rss_bytes",),
+    key: METRIC_PATHS[key] for key in ("peak_alloc_bytes", "peak_reserved_bytes", "peak_rss_bytes")
 }
 
 
