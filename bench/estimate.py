@@ -196,6 +196,8 @@ def _compute(inputs: Inputs, measured: Measured, total: float) -> dict[str, Any]
         if peak is None:
             if reason and reason.startswith("no peak"):
                 reason = f"unknown GPU; allowed: {', '.join(known_gpus())}"
+            else:
+                reason = f"{reason}; pick another --dtype (fp16, fp32)"
             raise UserError(f"--gpu {inputs.gpu!r}: {reason}")
         peak_per_s, device, dtype = peak.flops_per_s, peak.device, peak.dtype
         peak_source = peak.source

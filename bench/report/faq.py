@@ -167,6 +167,7 @@ def evaluation_section(agg: pd.DataFrame) -> FaqSection:
     )
     ok = agg[agg["num_ok"] > 0]
     quality = [c for c in eval_columns(ok) if ok[c].notna().any()]
+    ok = ok[ok[quality].notna().any(axis=1)] if quality else ok  # max-batch searches: no eval
     if ok.empty or not quality:
         section.missing.append("suites/precision.toml: no case here has a held-out evaluation")
         return section
