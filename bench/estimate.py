@@ -81,6 +81,8 @@ class Measured:
     joules_per_flop: float | None = None
     state_bytes_per_param: dict[tuple[str, str], float] = field(default_factory=dict)
     runs: list[str] = field(default_factory=list)
+    num_mfu_above_one: int = 0
+    """Records whose MFU exceeds 1, left out (their peak does not bound their rate)."""
 
 
 def measured_from_records(records: list[dict[str, Any]]) -> Measured:
@@ -96,7 +98,11 @@ def measured_from_records(records: list[dict[str, Any]]) -> Measured:
     for r in ok:
         metrics = r.get("metrics") or {}
         flops = metrics.get("flops") or {}
-        if flops.get("mfu"):
+        if flops.get("mfu") and flops["mfu"] > 1:
+            # Above the peak: the peak is wrong for this step (a CPU's measured bf16 matmul
+            # rate, slower than the step's own small products), not a utilisation to scale.
+            measured.num_mfu_above_one += 1
+        elif flops.get("mfu"):
             mfus.setdefault(r["case_id"], []).append(float(flops["mfu"]))
             by_case[r["case_id"]] = r
         energy = (metrics.get("gpu") or {}).get("energy_per_step_j")

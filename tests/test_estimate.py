@@ -104,9 +104,11 @@ def test_measured_mfu_energy_and_bytes_per_param():
         _record("a", 0.3, gpu={"energy_per_step_j": 100.0}, optimizer={"state_bytes": 8000}),
         _record("b", 0.5, gpu={"energy_per_step_j": 300.0}),
         _record("b", 0.4),  # a second repeat of b: its median MFU is 0.45, still the best
+        _record("c", 2.9),  # above the peak (a CPU's bf16 peak): left out, and counted
     ]
     measured = measured_from_records(records)
     assert measured.mfu == pytest.approx(0.45) and "case b" in measured.mfu_case
+    assert measured.num_mfu_above_one == 1
     assert measured.peak_per_s == 2e14 and measured.peak_device == "A100"
     assert measured.joules_per_flop == pytest.approx(2e-10)  # median of 1e-10 and 3e-10
     assert measured.state_bytes_per_param == {("adamw", "fp32"): 8.0}

@@ -625,7 +625,7 @@ def test_html_is_self_contained_and_escapes_user_strings(tmp_path):
     for record in records:
         record["suite"] = "<script>alert(1)</script>"
         if record["status"] != "ok":
-            record["reason"] = 'boom <img src=x onerror=alert(1)>'
+            record["reason"] = "boom <img src=x onerror=alert(1)>"
     run = tmp_path / "run"
     run.mkdir()
     (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -672,3 +672,14 @@ def test_report_code_never_imports_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_scaling_twin_with_the_same_strategy_where_one_process_records_one():
+    # ddp: 100 samples/s at 1, 160 at 2 (0.8); fsdp: 50 at 1, 90 at 2 (0.9), not 90 / 200.
+    rates = {("ddp", 1): 100.0, ("ddp", 2): 160.0, ("fsdp", 1): 50.0, ("fsdp", 2): 90.0}
+    records = [
+        _hand(f"{s}{n}", {"nproc": n, "strategy": s}, _timed(8 / rate), suite="scaling")
+        for (s, n), rate in rates.items()
+    ]
+    agg = aggregate(records_frame(records))
+    assert scaling_efficiency(agg).round(6).tolist() == [1.0, 0.8, 1.0, 0.9]

@@ -63,6 +63,11 @@ def compute_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSect
         f"({measured.peak_dtype}, peak {measured.peak_per_s / 1e12:.4g} TFLOP/s), "
         f"in {measured.mfu_case}."
     )
+    if measured.num_mfu_above_one:
+        section.lines.append(
+            f"Left out: {measured.num_mfu_above_one} record(s) with an MFU above 1 (their peak, "
+            "e.g. a CPU's measured bf16 matmul rate, is below what the step achieved)."
+        )
     if measured.joules_per_flop is None:
         section.missing.append(
             "any suite on a GPU with NVML: no record holds energy, so no energy per FLOP"
@@ -272,8 +277,8 @@ def challenges_section(agg: pd.DataFrame) -> FaqSection:
         )
     else:
         section.missing.append(
-            "a suite with a data-loading axis (metrics.data_wait_fraction): no record here "
-            "measures data-loading stalls"
+            "any suite (e.g. suites/batch_size.toml) with a bench that records "
+            "metrics.data_wait_fraction: no record here measures data-loading stalls"
         )
     amp = agg[agg["amp_skipped_steps"].notna()]
     flagged = agg[agg["flags"].fillna("").str.contains("loss_not_finite")]

@@ -280,9 +280,12 @@ def reference_values(
     """
     if axis not in agg.columns:  # records that do not have this setting at all
         return pd.Series(math.nan, index=agg.index)
-    dependent = DEPENDENT_KEYS.get(axis, ())
+    dependent = [k for k in DEPENDENT_KEYS.get(axis, ()) if k in agg.columns]
     others = [k for k in axis_keys(agg) if k != axis and k not in dependent]
-    match_keys = [_match_key(row) for row in agg[["suite", *others]].itertuples(index=False)]
+    # A twin with the same dependent settings too (the same strategy at one process, where the
+    # runs recorded one) is preferred; else any twin whose other settings match.
+    loose = [_match_key(row) for row in agg[["suite", *others]].itertuples(index=False)]
+    exact = [_match_key(row) for row in agg[["suite", *others, *dependent]].itertuples(index=False)]
     per_suite = {
         suite: reference(cases) if callable(reference) else reference
         for suite, cases in agg.groupby("suite", sort=False)
@@ -291,10 +294,16 @@ def reference_values(
         _match_key([value])[0] == per_suite[suite] and per_suite[suite] is not None
         for suite, value in zip(agg["suite"], agg[axis])
     ]
-    values = {
-        key: value for key, value, is_ref in zip(match_keys, agg[column], is_reference) if is_ref
-    }
-    return pd.Series([values.get(key, float("nan")) for key in match_keys], index=agg.index)
+    by_loose, by_exact = {}, {}
+    for key_loose, key_exact, value, is_ref in zip(loose, exact, agg[column], is_reference):
+        if is_ref:
+            by_loose.setdefault(key_loose, value)
+            by_exact[key_exact] = value
+    values = [
+        by_exact[key_exact] if key_exact in by_exact else by_loose.get(key_loose, math.nan)
+        for key_loose, key_exact in zip(loose, exact)
+    ]
+    return pd.Series(values, index=agg.index)
 
 
 def speedup_vs_reference(

@@ -323,13 +323,15 @@ def scaling_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
     data = data.assign(label=hue if hue is not None else "", peak_mib=data["peak_mib"] / MIB)
     # One curve per strategy, each starting from the one-process case (which has none).
     strategy = data["strategy"] if "strategy" in data else pd.Series(None, index=data.index)
-    single = data[data["nproc"] == 1]
-    curves = [
-        pd.concat([single, data[(data["nproc"] != 1) & (strategy == name)]]).assign(
-            curve=lambda d, name=name: (d["label"] + f" {name}").str.strip()
-        )
-        for name in strategy.dropna().unique()
-    ] or [data.assign(curve=data["label"])]
+    single = data["nproc"] == 1
+    curves = []
+    for name in strategy[~single].dropna().unique():
+        # Its own one-process case where the runs recorded one, else the one without strategy.
+        start = single & (strategy == name)
+        start = start if start.any() else single & strategy.isna()
+        curve = data[start | (~single & (strategy == name))]
+        curves.append(curve.assign(curve=(curve["label"] + f" {name}").str.strip()))
+    curves = curves or [data.assign(curve=data["label"])]
     data = pd.concat(curves)
     fig, (ax1, ax2) = _panels(2)
     sns.lineplot(data=data, x="nproc", y="efficiency", hue="curve", marker="o", ax=ax1)
