@@ -171,6 +171,7 @@ def precision_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
     hue_col = "label" if hue is not None else None
     fig, (ax1, ax2, ax3) = _panels(3)
     _bars(ax1, data, "precision", "samples_per_s", hue_col, "samples/s")
+    _log_if_wide(ax1, data["samples_per_s"])
     _bars(ax2, data, "precision", "peak_mib", hue_col, "peak memory (MiB)")
     _bars(ax3, data, "precision", "final_train_loss", hue_col, "final training loss")
     _finish(fig, hue)
