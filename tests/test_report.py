@@ -37,15 +37,14 @@ from bench.report.frame import (
 from bench.report.plots import (
     batch_figure,
     compile_figure,
-    finetune_figure,
     fitted_bytes_per_param,
     model_size_figure,
-    optimizer_figure,
     precision_figure,
     scaling_figure,
     telemetry_figure,
     write_plots,
 )
+from bench.report.plots_progress import finetune_figure, optimizer_figure
 from bench.report.report import build_report
 from bench.report.tables import render_markdown, render_terminal
 from bench.store import find_latest_runs, read_records
@@ -668,6 +667,7 @@ def test_faq_compute_answer_uses_the_measured_mfu():
 def test_report_code_never_imports_torch():
     code = (
         "import sys, bench.report.report, bench.report.plots, bench.report.html, "
+        "bench.report.canvas, "
         "bench.report.faq, bench.estimate\nassert 'torch' not in sys.modules, 'torch imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

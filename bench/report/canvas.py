@@ -1,0 +1,83 @@
+"""What every figure of the report shares: matplotlib on its Agg backend (files only, no
+display), the :class:`Plot` a figure function returns, panels, labels per case, bars."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: no display, files only
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+DPI = 100
+PANEL_IN = (4.6, 3.4)  # width, height of one panel in inches
+
+
+@dataclass
+class Plot:
+    """A figure of a suite: its file name (under the report's figures/), title, caption."""
+
+    name: str
+    title: str
+    caption: str
+    figure: Any = field(repr=False)
+    path: Path | None = None
+
+
+def panels(count: int) -> tuple[Any, list[Any]]:
+    fig, axes = plt.subplots(1, count, figsize=(PANEL_IN[0] * count, PANEL_IN[1]), dpi=DPI)
+    return fig, list(np.atleast_1d(axes))
+
+
+def hue_labels(cases: pd.DataFrame, axes: list[str], exclude: tuple[str, ...]) -> pd.Series | None:
+    """A label per case from the suite's other varying axes (None when nothing else varies)."""
+    others = [a for a in axes if a not in exclude]
+    if not others:
+        return None
+    labels = cases[others].apply(
+        lambda row: ", ".join(setting_text(row[a]) for a in others), axis=1
+    )
+    return labels.rename(", ".join(others))
+
+
+def setting_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def finish(fig: Any, hue: pd.Series | None) -> None:
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None and ax is not fig.axes[-1]:
+            legend.remove()
+        elif legend is not None and hue is not None:
+            legend.set_title(str(hue.name))  # the axes the labels are values of
+    fig.tight_layout()
+
+
+def log_if_wide(ax: Any, values: pd.Series) -> None:
+    """A log scale where values span more than 20x (an MLP's samples/s beside a GPT's)."""
+    positive = values[values > 0]
+    if len(positive) and positive.max() / positive.min() > 20:
+        ax.set_yscale("log")
+
+
+def bars(
+    ax: Any, data: pd.DataFrame, x: str, y: str, hue: str | None, ylabel: str, empty: str = ""
+) -> None:
+    """Bars of ``y`` per ``x``; where no case has a value, the panel says why instead."""
+    if data[y].notna().any():
+        sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=None)
+    else:
+        ax.text(0.5, 0.5, empty or "no value in the records", ha="center", transform=ax.transAxes)
+        ax.set_xticks([])
+    ax.set_ylabel(ylabel)
+    for label in ax.get_xticklabels():
+        label.set_rotation(30)
+        label.set_horizontalalignment("right")
