@@ -7,9 +7,9 @@ Torch- and pandas-free (it answers at once). The method:
   H·Q, the same per-token formula as bench/flops.py's ``gpt_flops_per_token`` (PaLM appendix B).
   D defaults to 20 tokens per parameter, the compute-optimal ratio of Hoffmann et al. 2022
   (Chinchilla).
-- time = FLOPs / (GPUs x peak x MFU). The MFU is measured here by default (the best case's
-  ``metrics.flops.mfu`` in the latest runs), or ``--mfu``; the peak is the measured device's, or
-  ``--gpu NAME`` from bench/peaks.py.
+- time = FLOPs / (GPUs x peak x MFU). The MFU is measured here by default (the
+  ``metrics.flops.mfu`` of the case with the highest achieved FLOP/s in the latest runs), or
+  ``--mfu``; the peak is the measured device's, or ``--gpu NAME`` from bench/peaks.py.
 - energy = FLOPs x joules per FLOP measured here (NVML energy per step / FLOPs per step), or
   ``--watts`` x GPUs x time; times ``--pue`` (the facility's overhead).
 - memory to train, per replica, unsharded: bytes per parameter for weights, gradients and
@@ -86,8 +86,9 @@ class Measured:
 
 
 def measured_from_records(records: list[dict[str, Any]]) -> Measured:
-    """The best case's MFU (median over its repeats) with its peak, the median joules per FLOP,
-    and the optimizer state per parameter of each (optimizer, precision)."""
+    """The MFU (median over its repeats) and peak of the case with the highest achieved FLOP/s,
+    the median joules per FLOP, and the optimizer state per parameter of each (optimizer,
+    precision)."""
     ok = [
         r for r in records if r.get("status") == "ok" and PROBE_FLAG not in (r.get("flags") or [])
     ]
@@ -114,7 +115,13 @@ def measured_from_records(records: list[dict[str, Any]]) -> Measured:
             key = (str(config.get("optimizer")), str(config.get("precision")))
             state.setdefault(key, []).append(state_bytes / metrics["num_params"])
     if mfus:
-        case_id = max(mfus, key=lambda c: statistics.median(mfus[c]))
+        # The case that trained fastest here (highest achieved FLOP/s = MFU x its peak): not the
+        # highest MFU, which a low peak (a CPU's emulated bf16) can make high on a slow step.
+        def achieved(case_id: str) -> float:
+            peak = (by_case[case_id]["metrics"]["flops"].get("peak_per_s")) or 0.0
+            return statistics.median(mfus[case_id]) * peak
+
+        case_id = max(mfus, key=achieved)
         record = by_case[case_id]
         flops = record["metrics"]["flops"]
         config = record.get("config") or {}

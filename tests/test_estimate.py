@@ -105,7 +105,9 @@ def test_measured_mfu_energy_and_bytes_per_param():
         _record("b", 0.5, gpu={"energy_per_step_j": 300.0}),
         _record("b", 0.4),  # a second repeat of b: its median MFU is 0.45, still the best
         _record("c", 2.9),  # above the peak (a CPU's bf16 peak): left out, and counted
+        _record("d", 0.9),  # a higher MFU of a far lower peak: 0.9 x 1e10, slower than b
     ]
+    records[-1]["metrics"]["flops"]["peak_per_s"] = 1e10
     measured = measured_from_records(records)
     assert measured.mfu == pytest.approx(0.45) and "case b" in measured.mfu_case
     assert measured.num_mfu_above_one == 1

@@ -49,8 +49,9 @@ def compute_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSect
     section = FaqSection(
         "How much compute does large-model development need?",
         "Training FLOPs = 6·N·D (plus 12·L·d·T·D for attention), D = 20 tokens per parameter "
-        "(compute-optimal, Chinchilla); time = FLOPs / (GPUs × peak × MFU) with the best MFU "
-        "measured here; energy from the joules per FLOP measured here (NVML). Any other model: "
+        "(compute-optimal, Chinchilla); time = FLOPs / (GPUs × peak × MFU) with the MFU of the "
+        "case that reached the highest FLOP/s here; energy from the joules per FLOP measured "
+        "here (NVML). Any other model: "
         "`bench estimate --params N [--tokens D] [--gpus G] [--price-per-gpu-hour P]`.",
     )
     measured = measured_from_records(records)
@@ -59,7 +60,7 @@ def compute_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSect
         return section
     section.runs = measured.runs
     section.lines.append(
-        f"Best MFU measured: {measured.mfu:.3f} of {measured.peak_device} "
+        f"Fastest case measured: MFU {measured.mfu:.3f} of {measured.peak_device} "
         f"({measured.peak_dtype}, peak {measured.peak_per_s / 1e12:.4g} TFLOP/s), "
         f"in {measured.mfu_case}."
     )
