@@ -234,6 +234,8 @@ def scaling_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
     ax1.set_ylabel("scaling efficiency")
     sns.lineplot(data=data, x="nproc", y="peak_mib", hue="curve", marker="o", ax=ax2)
     ax2.set_ylabel("peak MiB per rank (largest)")
+    for ax in (ax1, ax2):
+        ax.set_xticks(sorted(data["nproc"].unique()))
     finish(fig, hue)
     return Plot(
         "scaling",

@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 import seaborn as sns
 
-from bench.report.canvas import Plot, bars, finish, panels
+from bench.report.canvas import Plot, bars, panels
 from bench.report.curves import common_loss_target, loss_curves, time_to_loss
 from bench.report.format import MIB
 from bench.report.frame import eval_before_columns, eval_columns
@@ -57,23 +57,24 @@ def finetune_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
         return None
     after = [c for c in eval_columns(data) if data[c].notna().any()]
     before = [c for c in eval_before_columns(data) if data[c].notna().any()]
-    params = data.melt(
-        id_vars=["finetune"], value_vars=["num_params", "trainable_params"], var_name="count"
+    params = data.rename(columns={"num_params": "total", "trainable_params": "trainable"}).melt(
+        id_vars=["finetune"], value_vars=["total", "trainable"], var_name="parameters"
     )
     fig, (ax1, ax2) = panels(2)
-    bars(ax1, params, "finetune", "value", "count", "parameters")
+    bars(ax1, params, "finetune", "value", "parameters", "parameters")
     ax1.set_yscale("log")
     metric = next((c for c in after if c.removeprefix("eval_") in ("accuracy", "loss")), None)
     if metric:
         key = metric.removeprefix("eval_")
-        columns = {metric: "after"}
+        columns = {}
         if f"eval_before_{key}" in before:
             columns[f"eval_before_{key}"] = "before"
+        columns[metric] = "after"
         quality = data.rename(columns=columns).melt(
             id_vars=["finetune"], value_vars=list(columns.values()), var_name="when"
         )
         bars(ax2, quality, "finetune", "value", "when", f"held-out {key}")
-    finish(fig, None)
+    fig.tight_layout()  # both legends kept: each panel has its own hue
     return Plot(
         "finetune",
         "Fine-tuning strategies: parameters trained, quality before and after",
