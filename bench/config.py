@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from bench.errors import ConfigError
-from bench.workloads.catalog import GPTSize, size_of, workload_info
+from bench.workloads.catalog import WORKLOADS, GPTSize, WorkloadInfo, size_of, workload_info
 
 PRECISIONS = ("fp32", "tf32", "bf16", "amp-bf16", "amp-fp16")
 COMPILE_MODES = (
@@ -95,6 +95,15 @@ RUN_LENGTH_KEYS = (
 # neither change the case id nor pretend to have an effect.
 LANGUAGE_ONLY_KEYS = ("seq_len", "eval_batches", "tie_embeddings", "activation_checkpointing")
 COMPILE_ONLY_KEYS = ("compile_scope", "fullgraph", "dynamic", "compile_cache")
+FINETUNE_STRATEGIES = ("full", "frozen", "lora")
+FINETUNE_ONLY_KEYS = ("finetune_task", "pretrain_steps", "checkpoint")
+LORA_ONLY_KEYS = ("lora_rank", "lora_alpha")
+DEFAULT_PRETRAIN_STEPS = 300
+DEFAULT_LORA_RANK = 8
+DEFAULT_EVAL_EVERY = 50
+# Held-out metrics a target may name, and which way is better: a loss-like metric is reached at
+# or below its value, accuracy at or above it.
+TARGET_DIRECTIONS = {"accuracy": "max", "loss": "min", "perplexity": "min"}
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,34 @@ class Case:
     """CPU threads for torch (``torch.set_num_threads``); None means the machine's cores."""
     eval_batches: int | None = None
     """Held-out batches evaluated at the end (``gpt`` only; ``mlp`` evaluates its whole split)."""
+    finetune: Literal["full", "frozen", "lora"] | None = None
+    """Fine-tune a pretrained backbone on another task (bench/finetune.py): ``full`` trains every
+    weight, ``frozen`` only the head (a linear probe), ``lora`` low-rank adapters on the linear
+    layers and attention projections. None: plain training from scratch."""
+    finetune_task: str | None = None
+    """The pair of tasks (fine-tuning only): ``new-classes`` (digits 0-4, then a new head on 5-9)
+    or ``rotated`` (upright digits, then turned by 90 degrees) for image workloads; ``corpus``
+    (the stdlib's source, then ``data``) for ``gpt``. Default: the workload's first."""
+    pretrain_steps: int | None = None
+    """Steps of the pretraining phase, before and outside the measured window (fine-tuning without
+    a ``checkpoint``; default 300). Its weights are cached, so other cases reuse them."""
+    checkpoint: str | None = None
+    """A state-dict file (``torch.save(model.state_dict())``, or a dict with it under ``model``)
+    of the workload's model to fine-tune, instead of pretraining one (fine-tuning only)."""
+    lora_rank: int | None = None
+    """Rank r of the LoRA adapters (``lora`` only; default 8)."""
+    lora_alpha: float | None = None
+    """LoRA's scale numerator: the adapter adds (alpha / r) B A x (``lora`` only; default 2 r)."""
+    target_metric: str | None = None
+    """Train until this held-out metric reaches ``target_value`` (or the budget, ``max_steps`` or
+    ``max_time_s``, ends): ``accuracy`` (reached at or above), ``loss`` or ``perplexity`` (at or
+    below), as the workload evaluates them. Records time and steps to target."""
+    target_value: float | None = None
+    """The value ``target_metric`` must reach."""
+    eval_every: int | None = None
+    """Evaluate on held-out data every this many measured steps (default 50 with a target;
+    none without): a quality curve, and the resolution of steps-to-target. Evaluation time is in
+    no step time and not in time-to-target."""
     device: Literal["cpu", "cuda"] = "cpu"
     """Device the case runs on; set by ``bench run --device``, not by suites."""
 
@@ -254,6 +291,49 @@ class Case:
             )
         if self.data == "text" and self.data_path is None:
             raise ConfigError("data", self.data, "needs data_path (the text file to train on)")
+        self._check_finetune(info)
+        self._check_target(info)
+
+    def _check_finetune(self, info: WorkloadInfo) -> None:
+        if self.finetune is not None:
+            _choice("finetune", self.finetune, FINETUNE_STRATEGIES)
+            if not info.finetune_tasks:
+                offered = ", ".join(w.name for w in WORKLOADS.values() if w.finetune_tasks)
+                raise ConfigError(
+                    "finetune",
+                    self.finetune,
+                    f"{self.workload} has no fine-tuning task; {offered} do",
+                )
+        if self.finetune_task is not None and info.finetune_tasks:
+            _choice(
+                "finetune_task",
+                self.finetune_task,
+                info.finetune_tasks,
+                f"allowed for {self.workload}",
+            )
+        for key in ("pretrain_steps", "lora_rank"):
+            _number(key, getattr(self, key), integer=True, bound="positive", optional=True)
+        _number("lora_alpha", self.lora_alpha, integer=False, bound="positive", optional=True)
+        _str("checkpoint", self.checkpoint, optional=True)
+
+    def _check_target(self, info: WorkloadInfo) -> None:
+        _number("eval_every", self.eval_every, integer=True, bound="positive", optional=True)
+        _number("target_value", self.target_value, integer=False, optional=True)
+        if self.target_metric is None:
+            if self.target_value is not None:
+                raise ConfigError("target_value", self.target_value, "needs target_metric")
+            return
+        _choice(
+            "target_metric", self.target_metric, info.eval_metrics, f"{self.workload} evaluates"
+        )
+        if self.target_value is None:
+            raise ConfigError("target_metric", self.target_metric, "needs target_value")
+        if self.target_metric == "accuracy" and not 0 < self.target_value <= 1:
+            raise ConfigError("target_value", self.target_value, "an accuracy: 0 < value <= 1")
+        if self.target_metric == "perplexity" and self.target_value < 1:
+            raise ConfigError("target_value", self.target_value, "a perplexity: value >= 1")
+        if self.target_metric == "loss" and self.target_value < 0:
+            raise ConfigError("target_value", self.target_value, "a loss: value >= 0")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Case":
@@ -292,6 +372,16 @@ class Case:
         if case.loss == "focal":
             resolved["gamma"] = _default(case.gamma, 2.0)
             resolved["alpha"] = _default(case.alpha, 0.25)
+        if case.finetune is not None:
+            resolved["finetune_task"] = case.finetune_task or info.finetune_tasks[0]
+            if case.checkpoint is None:
+                resolved["pretrain_steps"] = case.pretrain_steps or DEFAULT_PRETRAIN_STEPS
+        if case.finetune == "lora":
+            rank = case.lora_rank or DEFAULT_LORA_RANK
+            resolved["lora_rank"] = rank
+            resolved["lora_alpha"] = float(_default(case.lora_alpha, 2 * rank))
+        if case.target_metric is not None:
+            resolved["eval_every"] = case.eval_every or DEFAULT_EVAL_EVERY
         case = dataclasses.replace(case, **resolved)
         return dataclasses.replace(case, **{key: None for key in case.not_applicable()})
 
@@ -305,6 +395,9 @@ class Case:
             ("lr_warmup_steps",): self.lr_schedule != "warmup-cosine",
             ("lr_schedule_steps",): self.lr_schedule == "constant",
             ("gamma", "alpha"): self.loss != "focal",
+            FINETUNE_ONLY_KEYS: self.finetune is None,
+            LORA_ONLY_KEYS: self.finetune != "lora",
+            ("pretrain_steps",): self.checkpoint is not None,
         }
         return [key for keys, applies_not in rules.items() if applies_not for key in keys]
 

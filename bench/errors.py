@@ -30,3 +30,8 @@ class NotApplicable(Exception):
     """A combination that does not apply on this device or with this torch (a fused optimizer
     torch does not offer here, bf16 on a GPU without it, ...): a ``skipped`` record with the
     reason, never run as something else."""
+
+
+class CaseError(Exception):
+    """A case that cannot run for a reason found only once it runs (a corrupt or mismatched
+    checkpoint): an ``error`` record whose reason is this one line, without a traceback."""

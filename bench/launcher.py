@@ -110,7 +110,11 @@ class Launcher:
         timing["wall_s"] = wall_s
         if all(key in timing for key in MEASURED_PHASES):
             # What the case cost beyond its training steps: process start, set-up, teardown.
-            timing["fixed_s"] = wall_s - sum(timing[key] for key in MEASURED_PHASES)
+            # A fine-tuning case's pretraining phase (timing.pretrain_s) is not fixed cost.
+            measured_s = sum(timing[key] for key in MEASURED_PHASES) + (
+                timing.get("pretrain_s") or 0
+            )
+            timing["fixed_s"] = wall_s - measured_s
         return result
 
     def collect_env(self, repo: Path) -> dict[str, Any]:

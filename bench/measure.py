@@ -11,6 +11,12 @@ those of the block before), the losses of those steps are read, and the stop rul
 
 The loss is summed on the device per block and read only after the window, so that reading it
 never makes the host wait for the device; the stop rule needs only the step times.
+
+A case that evaluates every k steps (``eval_every``, bench/target.py) ends a block at each
+multiple of k and evaluates there, between blocks: the evaluation is in no step's time and off
+the window's clock. With a target (``WindowPolicy.until_target``) the window stops when an
+evaluation meets it, at ``max_steps`` or at ``max_time_s``, and never on the confidence rule or
+the minimums: time to a quality is what it measures.
 """
 
 from collections.abc import Callable
@@ -22,7 +28,7 @@ import torch
 from bench.statistics import summarize
 from bench.timing import StepTimer, to_host, wall
 
-StopReason = Literal["ci", "max_steps", "max_time"]
+StopReason = Literal["ci", "max_steps", "max_time", "target"]
 
 # Aim for a block of about this many seconds: short enough to stop promptly and to give a loss
 # curve, long enough that the stop check (a sort of the samples) costs nothing per step.
@@ -37,6 +43,16 @@ class WindowPolicy:
     min_time_s: float
     max_time_s: float
     ci_target: float
+    until_target: bool = False
+    """Stop only at a target (an evaluation's verdict), ``max_steps`` or ``max_time_s``."""
+
+
+@dataclass(frozen=True)
+class PeriodicEval:
+    every: int
+    """Measured steps between two evaluations."""
+    run: Callable[[int, float], bool]
+    """Evaluate after (measured steps so far, their training seconds); True: the target is met."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,8 @@ def stop_reason(
     """
     if issued >= policy.max_steps:
         return "max_steps", False
+    if policy.until_target:
+        return ("max_time" if elapsed_s >= policy.max_time_s else None), False
     if len(times) < policy.min_steps or elapsed_s < policy.min_time_s:
         return None, False  # the minimums come first, even past max_time_s
     if elapsed_s >= policy.max_time_s:
@@ -85,18 +103,24 @@ def run_window(
     policy: WindowPolicy,
     steps_per_block: int,
     loss_device: torch.device,
+    evaluation: PeriodicEval | None = None,
 ) -> WindowResult:
-    """Run ``step`` (one training step returning its loss) until the stop rule says so."""
+    """Run ``step`` (one training step returning its loss) until the stop rule says so.
+
+    ``window_s`` and the clock of the stop rule leave out the time of the evaluations."""
     times: list[float] = []
     # Per block: (steps done, loss summed on the device, steps summed). Read after the window.
     blocks: list[tuple[int, torch.Tensor, int]] = []
     issued = 0
     reason: StopReason | None = None
     narrow_before = False
+    paused_s = 0.0  # spent evaluating, off the window's clock
     start = wall()
     while reason is None:
         loss_sum = torch.zeros((), device=loss_device, dtype=torch.float32)
         count = min(steps_per_block, policy.max_steps - issued)
+        if evaluation is not None:
+            count = min(count, evaluation.every - issued % evaluation.every)
         timer.start_block()
         for _ in range(count):
             loss = step()
@@ -104,9 +128,21 @@ def run_window(
             loss_sum.add_(loss.detach())
         issued += count
         blocks.append((issued, loss_sum, count))
-        times += timer.collect()
-        reason, narrow_before = stop_reason(policy, times, issued, wall() - start, narrow_before)
+        if evaluation is not None and issued % evaluation.every == 0:
+            # The evaluation reads its result, which waits for the device anyway: every step
+            # time is known first, so the training time so far is exact.
+            times += timer.finish()
+            pause_start = wall()
+            if evaluation.run(issued, sum(times)):
+                reason = "target"
+            paused_s += wall() - pause_start
+            if reason is not None:
+                break
+        else:
+            times += timer.collect()
+        elapsed_s = wall() - start - paused_s
+        reason, narrow_before = stop_reason(policy, times, issued, elapsed_s, narrow_before)
     times += timer.finish()
-    window_s = wall() - start
+    window_s = wall() - start - paused_s
     losses = [(done, to_host(loss_sum) / count) for done, loss_sum, count in blocks]
     return WindowResult(times, losses, window_s, reason)

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bench.config import COMPILE_ONLY_KEYS, DEVICES, LANGUAGE_ONLY_KEYS, Case, unknown_key_help
+from bench.config import (
+    COMPILE_ONLY_KEYS,
+    DEVICES,
+    FINETUNE_ONLY_KEYS,
+    LANGUAGE_ONLY_KEYS,
+    LORA_ONLY_KEYS,
+    Case,
+    unknown_key_help,
+)
 from bench.errors import ConfigError, UserError
 
 CASE_KEYS = tuple(f.name for f in fields(Case) if f.name != "device")
@@ -27,6 +35,8 @@ _DEVICE_TABLES = ("matrix", "include", "exclude")
 _NULLABLE = {
     *LANGUAGE_ONLY_KEYS,
     *COMPILE_ONLY_KEYS,
+    *FINETUNE_ONLY_KEYS,
+    *LORA_ONLY_KEYS,
     "nesterov",
     "lr_warmup_steps",
     "lr_schedule_steps",
@@ -166,6 +176,11 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
             raise UserError(
                 f"{suite.path}: {where.get('data_path', '[[include]]')} data_path = "
                 f"{case.data_path!r}: no such file (data = 'text' trains on it)"
+            )
+        if case.checkpoint is not None and not Path(case.checkpoint).expanduser().is_file():
+            raise UserError(
+                f"{suite.path}: {where.get('checkpoint', '[[include]]')} checkpoint = "
+                f"{case.checkpoint!r}: no such file (the weights to fine-tune)"
             )
         kept = cases.setdefault(case.id, case)
         if kept != case:

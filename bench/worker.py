@@ -19,19 +19,21 @@ import torch
 from torch import nn
 
 from bench import compile as compiling
+from bench import finetune
 from bench.config import CUDAGRAPH_MODES, Case
-from bench.errors import NotApplicable
+from bench.errors import CaseError, NotApplicable
 from bench.flops import count_step_flops
 from bench.losses import build_loss
-from bench.measure import WindowPolicy, block_steps, run_window
+from bench.measure import PeriodicEval, WindowPolicy, block_steps, run_window
 from bench.memory import PeakMemory
 from bench.mfu import flops_metrics
 from bench.optimizers import Optimizers, build_optimizers
 from bench.precision import POLICIES, unsupported_reason
 from bench.schedules import build_scheduler
 from bench.statistics import summarize
+from bench.target import QualityTracker
 from bench.telemetry.window import WindowTelemetry
-from bench.timing import epoch, step_timer, synchronize, time_call, to_host, wall
+from bench.timing import epoch, step_timer, time_call, to_host, wall
 from bench.workloads.workload import Workload, build
 
 ERROR_TAIL_LINES = 20
@@ -60,6 +62,8 @@ class Training:
     """Counted while training: ``function_evals`` (a Python int: closure calls of lbfgs) and
     ``skipped_steps`` (a device tensor: steps GradScaler skipped for inf/NaN gradients)."""
     scaler: torch.amp.GradScaler | None
+    finetuned: finetune.Finetuned | None
+    """A fine-tuning case's pretraining phase and strategy (bench/finetune.py); else None."""
 
 
 def prepare(case: Case, device: torch.device) -> Training:
@@ -67,7 +71,12 @@ def prepare(case: Case, device: torch.device) -> Training:
     policy = POLICIES[case.precision]
     policy.apply()
     torch.manual_seed(case.seed)
-    workload = build(case, device, policy.param_dtype)
+    finetuned = None
+    if case.finetune is not None:
+        finetuned = finetune.prepare(case, device, policy.param_dtype)
+        workload = finetuned.workload
+    else:
+        workload = build(case, device, policy.param_dtype)
     module = TrainModule(workload.model, build_loss(case.loss, case.gamma, case.alpha))
     step_scope = case.compile_scope == "step"
     train_module = module if step_scope else compiling.wrap(module, case)
@@ -131,7 +140,7 @@ def prepare(case: Case, device: torch.device) -> Training:
             scheduler.step()
         return loss
 
-    return Training(workload, step, optimizers, counters, scaler)
+    return Training(workload, step, optimizers, counters, scaler, finetuned)
 
 
 def measure(case: Case) -> dict[str, Any]:
@@ -151,7 +160,15 @@ def measure(case: Case) -> dict[str, Any]:
     except NotApplicable as error:
         return {"status": "skipped", "reason": str(error)}
     workload, step = training.workload, training.step
-    setup_s = wall() - setup_start
+    pretrain_s = training.finetuned.pretrain_s if training.finetuned else None
+    setup_s = wall() - setup_start - (pretrain_s or 0.0)
+
+    def evaluate() -> dict[str, float]:
+        """Held-out metrics of the eager model (it shares the compiled model's weights)."""
+        with POLICIES[case.precision].autocast(device):
+            return workload.evaluate(workload.model)
+
+    eval_before, eval_before_s = time_call(evaluate, device) if training.finetuned else (None, 0.0)
     # FLOPs counted once, on the eager model with the case's loss, before the first (compiling)
     # step: never under compile (bench/flops.py).
     eager = TrainModule(workload.model, build_loss(case.loss, case.gamma, case.alpha))
@@ -164,6 +181,15 @@ def measure(case: Case) -> dict[str, Any]:
     _, warmup_s = time_call(lambda: [step() for _ in range(case.warmup_steps)], device)
     step_estimate_s = warmup_s / case.warmup_steps if case.warmup_steps else first_step_s
 
+    tracker = QualityTracker(
+        case.target_metric, case.target_value, 1 + case.warmup_steps, first_step_s + warmup_s
+    )
+
+    def evaluate_periodically(window_steps: int, window_train_s: float) -> bool:
+        evaluation, seconds = time_call(evaluate, device)
+        return tracker.record(window_steps, window_train_s, evaluation, seconds)
+
+    periodic = PeriodicEval(case.eval_every, evaluate_periodically) if case.eval_every else None
     telemetry = WindowTelemetry(device, case.telemetry_interval_s)
     memory = PeakMemory(device)
     memory.reset()
@@ -173,10 +199,16 @@ def measure(case: Case) -> dict[str, Any]:
         step,
         step_timer(device),
         WindowPolicy(
-            case.min_steps, case.max_steps, case.min_time_s, case.max_time_s, case.ci_target
+            case.min_steps,
+            case.max_steps,
+            case.min_time_s,
+            case.max_time_s,
+            case.ci_target,
+            until_target=case.target_metric is not None,
         ),
         block_steps(step_estimate_s),
         device,
+        periodic,
     )
     telemetry.stop()
     flags = []
@@ -186,11 +218,8 @@ def measure(case: Case) -> dict[str, Any]:
         flags.append("recompile_in_window")
     peaks = memory.read()
 
-    eval_start = wall()
-    with POLICIES[case.precision].autocast(device):
-        evaluation = workload.evaluate(workload.model)
-    synchronize(device)
-    eval_s = wall() - eval_start
+    evaluation, final_eval_s = time_call(evaluate, device)
+    eval_s = eval_before_s + tracker.eval_s + final_eval_s
 
     stats = summarize(window.step_times_s)
     tokens = workload.tokens_per_step
@@ -234,6 +263,7 @@ def measure(case: Case) -> dict[str, Any]:
                 "path": workload.data.path,
             },
             "compile": compiling.stats(case, frames_after_first_step),
+            "finetune": training.finetuned.info if training.finetuned else None,
         },
         "metrics": {
             "step_time_s": stats.to_dict(),
@@ -244,12 +274,17 @@ def measure(case: Case) -> dict[str, Any]:
             "window_s": window.window_s,
             "stop_reason": window.stop_reason,
             "num_params": sum(p.numel() for p in workload.model.parameters()),
+            "trainable_params": sum(
+                p.numel() for p in workload.model.parameters() if p.requires_grad
+            ),
             **peaks,
             "final_train_loss": window.losses[-1][1] if window.losses else None,
             # Training steps before the evaluation: equal across cases only when the window's
             # length is fixed (min_steps = max_steps), as in the optimizers suite.
             "steps_trained": steps_total,
             "eval": evaluation,
+            "eval_before": eval_before,
+            "target": tracker.target_result(window.stop_reason),
             "optimizer": optimizer,
             "amp": amp,
             "flops": flops,
@@ -258,6 +293,8 @@ def measure(case: Case) -> dict[str, Any]:
         "samples": {
             "step_time_s": window.step_times_s,
             "loss": [[done, loss] for done, loss in window.losses],
+            # [steps trained, training seconds, {metric: value}] per periodic evaluation.
+            "eval": tracker.curve,
             "telemetry": observed.samples,
         },
         "flags": flags,
@@ -268,6 +305,7 @@ def measure(case: Case) -> dict[str, Any]:
             "warmup_s": warmup_s,
             "window_s": window.window_s,
             "eval_s": eval_s,
+            "pretrain_s": pretrain_s,
         },
     }
     if cold_cache:
@@ -309,6 +347,9 @@ def main(case_dict: dict[str, Any], result_path: str, log_path: str, launched_at
     os.dup2(log, 2)
     try:
         result = measure(Case(**case_dict))
+    except CaseError as error:  # a reason the user can act on, in one line: no traceback
+        print(f"error: {error}")
+        result = {"status": "error", "reason": str(error)}
     except BaseException as error:  # noqa: BLE001 - every failure becomes a record
         traceback.print_exc()
         result = {"status": classify_failure(error), "reason": error_tail(error)}

@@ -68,6 +68,11 @@ class WorkloadInfo:
     """Allowed values of the ``data`` key; the first is the default."""
     language: bool
     """A language model: throughput is also reported in tokens/s; ``seq_len`` applies."""
+    eval_metrics: tuple[str, ...] = ("loss",)
+    """Keys of the held-out evaluation (``metrics.eval``): what a ``target_metric`` may name."""
+    finetune_tasks: tuple[str, ...] = ()
+    """Fine-tuning tasks the workload offers (bench/finetune.py); the first is the default. None:
+    the ``finetune`` key does not apply to it."""
 
 
 WORKLOADS: dict[str, WorkloadInfo] = {
@@ -80,6 +85,10 @@ WORKLOADS: dict[str, WorkloadInfo] = {
         # auto: MNIST when present under the data root, else scikit-learn's bundled digits.
         data=("auto", "mnist", "digits", "synthetic"),
         language=False,
+        eval_metrics=("accuracy", "loss"),
+        # new-classes: pretrain on digits 0-4, fine-tune a new head on 5-9; rotated: pretrain on
+        # upright digits, fine-tune on the same digits turned by 90 degrees.
+        finetune_tasks=("new-classes", "rotated"),
     ),
     "gpt": WorkloadInfo(
         name="gpt",
@@ -87,9 +96,13 @@ WORKLOADS: dict[str, WorkloadInfo] = {
         sizes=GPT_SIZES,
         default_size="mini",
         default_batch_size=16,
-        # auto = stdlib: the Python standard library's own source files; text: a file you name.
-        data=("auto", "stdlib", "text", "synthetic"),
+        # auto = stdlib: the Python standard library's own source files (docs when fine-tuning);
+        # docs: Python's language reference (pydoc's topics); text: a file you name.
+        data=("auto", "stdlib", "docs", "text", "synthetic"),
         language=True,
+        eval_metrics=("loss", "perplexity"),
+        # corpus: pretrain on the stdlib's source code, continue on the case's data.
+        finetune_tasks=("corpus",),
     ),
 }
 

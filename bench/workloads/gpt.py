@@ -5,8 +5,9 @@ through ``F.scaled_dot_product_attention``, then an MLP d -> 4d -> d with GELU),
 and a bias-free head onto the 256 byte values, tied to the token embedding by default. No dropout:
 a benchmark measures the deterministic step. The parameter count equals ``catalog.num_params``.
 
-Data: ``auto``/``stdlib`` train on the Python standard library's source, ``text`` on a file you
-name, ``synthetic`` on uniform random bytes. A step's batch is ``batch_size`` windows at random
+Data: ``auto``/``stdlib`` train on the Python standard library's source, ``docs`` on Python's
+language reference (English prose), ``text`` on a file you name, ``synthetic`` on uniform random
+bytes. A step's batch is ``batch_size`` windows at random
 offsets of the training split; the evaluation reads the same fixed windows of the validation split
 in every case with the same ``seq_len``, whatever its batch size.
 """
@@ -136,7 +137,10 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def load(case: Case) -> data.TokenSplits:
-    """The case's byte tokens on the CPU, as ``case.data`` asks."""
+    """The case's byte tokens on the CPU, as ``case.data`` asks. ``auto`` is the stdlib's source,
+    or, for a fine-tuning case (pretrained on that source, bench/finetune.py), the docs."""
+    if case.data == "docs" or (case.data == "auto" and case.finetune is not None):
+        return data.docs_corpus()
     if case.data in ("auto", "stdlib"):
         return data.stdlib_corpus()
     if case.data == "text":
@@ -173,12 +177,14 @@ def windows(
     return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
 
 
-def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
+def build(
+    case: Case, device: torch.device, dtype: torch.dtype, splits: data.TokenSplits | None = None
+) -> Workload:
     assert case.model_size is not None and case.batch_size is not None, "unresolved case"
     assert case.seq_len is not None and case.eval_batches is not None, "unresolved case"
     assert case.tie_embeddings is not None, "unresolved case"
     seq_len, batch_size = case.seq_len, case.batch_size
-    splits = load(case)
+    splits = splits if splits is not None else load(case)
     _check_fits(splits, seq_len)
     torch.manual_seed(case.seed)
     # Built on the CPU, then moved: the same seed gives the same weights on every device.
@@ -227,6 +233,7 @@ def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
         samples_per_step=batch_size,
         tokens_per_step=batch_size * seq_len,
         data=splits.info,
+        head="lm_head",  # tied to the token embedding by default: one matrix
     )
 
 

@@ -115,9 +115,11 @@ class ShuffledBatches:
         return batch
 
 
-def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
+def build(
+    case: Case, device: torch.device, dtype: torch.dtype, splits: data.ImageSplits | None = None
+) -> Workload:
     assert case.model_size is not None and case.batch_size is not None, "unresolved case"
-    splits = load(case)
+    splits = splits if splits is not None else load(case)
     torch.manual_seed(case.seed)
     # Built on the CPU, then moved: the same seed gives the same weights on every device.
     shape = size_of("mlp", case.model_size)
@@ -169,4 +171,5 @@ def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
         samples_per_step=case.batch_size,
         tokens_per_step=None,
         data=splits.info,
+        head=str(len(model) - 2),  # the last Linear, before the LogSoftmax
     )

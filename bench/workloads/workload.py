@@ -42,16 +42,23 @@ class Workload:
     samples_per_step: int
     tokens_per_step: int | None
     data: DataInfo
+    head: str | None = None
+    """Name of the output layer in ``model`` (``model.get_submodule(head)``): what a linear probe
+    trains and a new task re-initialises (bench/finetune.py). None: no fine-tuning story."""
 
 
-def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
-    """Build the case's workload on ``device`` with parameters and float inputs in ``dtype``."""
+def build(case: Case, device: torch.device, dtype: torch.dtype, splits=None) -> Workload:
+    """Build the case's workload on ``device`` with parameters and float inputs in ``dtype``.
+
+    ``splits``: the data to use instead of the family's own ``load(case)`` (a fine-tuning task's
+    part of it, bench/finetune.py); the family's split type (``data.ImageSplits``, ...).
+    """
     if case.workload == "mlp":
         from bench.workloads import mlp
 
-        return mlp.build(case, device, dtype)
+        return mlp.build(case, device, dtype, splits)
     if case.workload == "gpt":
         from bench.workloads import gpt
 
-        return gpt.build(case, device, dtype)
+        return gpt.build(case, device, dtype, splits)
     raise AssertionError(f"unvalidated workload {case.workload!r}")
