@@ -185,11 +185,7 @@ def pretrain(case: Case, source: Any, device: torch.device) -> tuple[dict, dict[
     """Train the workload's model on the source task: the fixed recipe, ``pretrain_steps`` steps.
     Returns its state dict (on the CPU) and its training time and held-out evaluation."""
     assert case.pretrain_steps is not None, "unresolved case"
-    recipe = dataclasses.replace(
-        case,
-        batch_size=workload_info(case.workload).default_batch_size,
-        activation_checkpointing=case.activation_checkpointing and False,  # None stays None
-    )
+    recipe = dataclasses.replace(case, batch_size=workload_info(case.workload).default_batch_size)
     torch.manual_seed(case.seed)
     workload = build(recipe, device, torch.float32, source)
     model = workload.model
