@@ -110,32 +110,44 @@ def make_task(case: Case) -> Task:
     if case.finetune_task == "corpus":
         family = importlib.import_module(f"bench.workloads.{case.workload}")
         return Task(source=data.stdlib_corpus(), target=family.load(case), new_head=False)
-    # Image families: their ``load(case)`` gives ``data.ImageSplits`` of (N, C, H, W) images.
+    # Image families: their ``load(case)`` gives splits with ``x_train``, ``y_train``, ``x_val``,
+    # ``y_val`` of (N, C, H, W) images and labels 0-9 (``data.ImageSplits``, ...).
     splits = importlib.import_module(f"bench.workloads.{case.workload}").load(case)
     if case.finetune_task == "new-classes":
         source = _classes(splits, lambda y: y < FIRST_TARGET_CLASS)
         target = _classes(splits, lambda y: y >= FIRST_TARGET_CLASS)
         return Task(source, target, new_head=True)
     assert case.finetune_task == "rotated", f"unvalidated task {case.finetune_task!r}"
-    turned = [torch.rot90(x, k=1, dims=(2, 3)).contiguous() for x in (splits.x_train, splits.x_val)]
-    return Task(splits, _replace_images(splits, *turned, splits.y_train, splits.y_val), False)
+    x_train = torch.rot90(splits.x_train, k=1, dims=(2, 3)).contiguous()  # (N, C, W, H)
+    x_val = torch.rot90(splits.x_val, k=1, dims=(2, 3)).contiguous()
+    target = _replace_images(splits, x_train, x_val, splits.y_train, splits.y_val)
+    return Task(splits, target, new_head=False)
 
 
-def _classes(splits: data.ImageSplits, keep) -> data.ImageSplits:
+def _classes(splits: Any, keep) -> Any:
     train, val = keep(splits.y_train), keep(splits.y_val)
     return _replace_images(
         splits, splits.x_train[train], splits.x_val[val], splits.y_train[train], splits.y_val[val]
     )
 
 
-def _replace_images(splits: data.ImageSplits, x_train, x_val, y_train, y_val) -> data.ImageSplits:
-    info = dataclasses.replace(
-        splits.info,
-        num_train=len(y_train),
-        num_val=len(y_val),
-        sha256=data._sha256(x_train, y_train, x_val, y_val),
-    )
-    return data.ImageSplits(x_train, y_train, x_val, y_val, info)
+def _replace_images(splits: Any, x_train, x_val, y_train, y_val) -> Any:
+    """``splits`` (a dataclass) with other images; its ``DataInfo``, where it has one, names them
+    (sizes and hash of the task's part)."""
+    changes: dict[str, Any] = {
+        "x_train": x_train,
+        "x_val": x_val,
+        "y_train": y_train,
+        "y_val": y_val,
+    }
+    if isinstance(getattr(splits, "info", None), DataInfo):
+        changes["info"] = dataclasses.replace(
+            splits.info,
+            num_train=len(y_train),
+            num_val=len(y_val),
+            sha256=data._sha256(x_train, y_train, x_val, y_val),
+        )
+    return dataclasses.replace(splits, **changes)
 
 
 def pretrained(case: Case, task: Task, device: torch.device) -> tuple[dict[str, Any], dict]:
