@@ -207,7 +207,21 @@ def describe(record: dict[str, Any]) -> str:
     if metrics.get("tokens_per_s"):
         rate += f", {metrics['tokens_per_s']:,.0f} tokens/s"
     flags = f" [red]{', '.join(record['flags'])}[/]" if record["flags"] else ""
-    return f"[green]ok[/] {step['median'] * 1e3:.3g} ms/step{ci}, n={step['n']}, {rate}{flags}"
+    quality = _describe_target(metrics.get("target"))
+    line = f"[green]ok[/] {step['median'] * 1e3:.3g} ms/step{ci}, n={step['n']}, {rate}{quality}"
+    return line + flags
+
+
+def _describe_target(target: dict[str, Any] | None) -> str:
+    if not target:
+        return ""
+    goal = f"{target['metric']} {target['value']:g}"
+    if target["reached"]:
+        return (
+            f"; {goal} after {target['steps_to_target']} steps, {target['time_to_target_s']:.3g} s"
+        )
+    best = "no evaluation" if target["best"] is None else f"best {target['best']:.4g}"
+    return f"; {goal} not reached ({target['budget']}; {best})"
 
 
 def case_labels(cases: list[Case]) -> dict[str, str]:

@@ -110,7 +110,7 @@ max_time_s = 0.3
 
 
 @pytest.fixture(scope="module")
-def target_records(tmp_path_factory, bench_cache, inductor_cache) -> list[dict]:
+def target_run(tmp_path_factory, bench_cache, inductor_cache) -> tuple[list[dict], str]:
     tmp = tmp_path_factory.mktemp("target")
     write_suite(tmp, "tt", SUITE)
     env = {**os.environ, "BENCH_CACHE_DIR": str(bench_cache)}
@@ -125,7 +125,12 @@ def target_records(tmp_path_factory, bench_cache, inductor_cache) -> list[dict]:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     (path,) = tmp.glob("results/tt/*/records.jsonl")
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text().splitlines()], done.stdout
+
+
+@pytest.fixture(scope="module")
+def target_records(target_run) -> list[dict]:
+    return target_run[0]
 
 
 def _record(records: list[dict], value: float) -> dict:
@@ -180,3 +185,11 @@ def test_an_unreachable_target_stops_at_the_time_budget(target_records) -> None:
     # The window's clock leaves the evaluations out: its length is the steps' time.
     assert 0.3 <= record["metrics"]["window_s"] < 0.3 + 1.0
     assert sum(record["samples"]["step_time_s"]) <= record["metrics"]["window_s"]
+
+
+def test_bench_run_says_when_each_target_was_reached_or_why_not(target_run) -> None:
+    records, stdout = target_run
+    steps = _record(records, 0.8)["metrics"]["target"]["steps_to_target"]
+    assert f"; accuracy 0.8 after {steps} steps, " in stdout
+    assert "; accuracy 1 not reached (max_steps; best " in stdout
+    assert "; loss 0 not reached (max_time; best " in stdout
