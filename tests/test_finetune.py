@@ -1,6 +1,7 @@
 """Fine-tuning: what trains and what stays bit-identical, parameter counts by hand, checkpoints,
 the pretraining cache, and real runs in which the tuned model beats the untuned one."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -352,3 +353,14 @@ def test_checkpoint_files_missing_corrupt_or_mismatched_are_one_line_errors(
     with torch.no_grad():
         correct = (good(x_val).argmax(dim=1) == splits.y_val).sum().item()
     assert ok["metrics"]["eval_before"]["accuracy"] == correct / 360
+
+
+def test_docs_corpus_is_pydocs_language_reference_split_90_10() -> None:
+    from pydoc_data.topics import topics
+
+    corpus = data.docs_corpus()
+    text = "\n\n".join(topics[name] for name in sorted(topics)).encode()
+    assert corpus.info.name == "docs" and corpus.info.num_train == int(len(text) * 0.9)
+    assert bytes(corpus.train.tolist()) + bytes(corpus.val.tolist()) == text
+    assert corpus.info.sha256 == hashlib.sha256(text).hexdigest()
+    assert b'The "if" statement is used for conditional execution' in text

@@ -76,7 +76,7 @@ def test_path_with_or_without_extension(tmp_path):
         ),
         (
             "[base]\nworkload = 'gpt'\ndata = 'digits'\n",
-            "[base] data = 'digits': allowed for gpt: auto, stdlib, text, synthetic",
+            "[base] data = 'digits': allowed for gpt: auto, stdlib, docs, text, synthetic",
         ),
         ("[matrix]\ncompile = []\n", "[matrix] compile = []: an axis needs at least one value"),
         ("[matrix]\n", "[matrix] is empty: give at least one axis"),
