@@ -39,7 +39,7 @@ from torch import nn
 
 from bench.config import Case
 from bench.cpu_peak import cache_dir
-from bench.errors import CaseError
+from bench.errors import CaseError, NotApplicable
 from bench.lora import add_adapters
 from bench.timing import time_call
 from bench.workloads import data
@@ -283,6 +283,11 @@ def apply_strategy(model: nn.Module, head: nn.Module, case: Case, new_head: bool
         return 0
     assert case.finetune == "lora" and case.lora_rank and case.lora_alpha, "unresolved case"
     added = add_adapters(model, case.lora_rank, case.lora_alpha, skip=head)
+    if added == 0:
+        raise NotApplicable(
+            f"{case.workload} {case.model_size} has no linear layer or attention projection "
+            "outside its head: LoRA would train the head only, which is finetune = 'frozen'"
+        )
     if new_head:  # a fresh head has to learn in full: adapters on random weights mean nothing
         for param in head.parameters():
             param.requires_grad_(True)
