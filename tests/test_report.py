@@ -430,6 +430,7 @@ def test_frame_picks_up_new_fields_and_unknown_config_keys():
         "time_to_target_s": 4.0,
         "steps_to_target": 200,
     }
+    records[0]["config"] |= {"target_metric": "loss", "target_value": 2.5}  # settings of the case
     records[0]["metrics"]["data_wait_fraction"] = 0.25
     frame = records_frame(records)
     full = frame.set_index("case_id").loc["full"]

@@ -265,7 +265,7 @@ DEPENDENT_KEYS: dict[str, tuple[str, ...]] = {
     "compile": COMPILE_ONLY_KEYS,
     "optimizer": ("lr", "impl", "nesterov"),
     "nproc": ("strategy",),
-    "finetune": ("lora_rank",),
+    "finetune": ("lora_rank", "lora_alpha"),
 }
 
 

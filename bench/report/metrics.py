@@ -51,14 +51,12 @@ METRIC_PATHS_AND_RULES: dict[str, Figure] = {
     "gpu_throttled_fraction": Figure(("gpu", "throttled_fraction"), "max"),
     "data_wait_fraction": Figure(("data_wait_fraction",), "median"),
     "data_wait_s": Figure(("data_wait_s",), "median"),
-    "target_value": Figure(("target", "value"), "median"),
     "target_reached": Figure(("target", "reached"), "mean"),
     "time_to_target_s": Figure(("target", "time_to_target_s"), "median"),
     "steps_to_target": Figure(("target", "steps_to_target"), "median"),
 }
 # Text figures: the same over every repeat of a case (the last ok repeat's is kept).
 TEXT_PATHS: dict[str, tuple[str, ...]] = {
-    "target_metric": ("target", "metric"),
     "peak_device": ("flops", "peak_device"),
     "peak_dtype": ("flops", "peak_dtype"),
 }

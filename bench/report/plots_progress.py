@@ -97,11 +97,19 @@ def target_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
     for ax in (ax1, ax2):
         ax.set_xlabel(axis)
     fig.tight_layout()
-    metric = data["target_metric"].dropna().iloc[0] if data["target_metric"].notna().any() else ""
-    value = data["target_value"].dropna().iloc[0] if data["target_value"].notna().any() else ""
+    # The target's settings (config columns; absent from records older than them).
+    metric = _first(data, "target_metric")
+    value = _first(data, "target_value")
     return Plot(
         "target",
         "Time to target",
         f"Time and steps until {metric} reached {value} (metrics.target, median over repeats).",
         fig,
     )
+
+
+def _first(data: pd.DataFrame, column: str) -> object:
+    """The first value of ``column`` that is set, or "" when none is (or there is no column)."""
+    if column not in data or not data[column].notna().any():
+        return ""
+    return data[column].dropna().iloc[0]

@@ -152,7 +152,8 @@ def _results_table(
     for header, (column, spec) in optional.items():
         if column in cases and cases[column].notna().any():
             columns[header] = [_format_figure(v, spec) for v in cases[column]]
-    if cases["target_metric"].notna().any():
+    # target_metric and target_value are settings of the case (config columns).
+    if "target_metric" in cases and cases["target_metric"].notna().any():
         notes.append(TARGET_NOTE)
     if eval_columns(cases) and cases["steps_trained"].notna().any():
         # Held-out quality depends on how long a case trained: show it beside the eval figures.
