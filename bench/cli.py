@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import suite as suites
-from bench.config import COMPILE_MODES, OPTIMIZERS, PRECISIONS
+from bench.config import COMPILE_MODES, FINETUNE_STRATEGIES, OPTIMIZERS, PRECISIONS
 from bench.errors import UserError
 from bench.store import MANIFEST, RECORDS, status_summary
 from bench.workloads.catalog import WORKLOADS, num_params
@@ -282,8 +282,12 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             data = ", ".join(workload["data"])
             table.add_row(workload["name"], size["name"], f"{size['num_params']:,}", default, data)
     console.print(table)
-    for key in ("optimizers", "precisions", "compile_modes"):
+    for key in ("optimizers", "precisions", "compile_modes", "finetune_strategies"):
         console.print(f"{key.replace('_', ' ')}: {', '.join(listing[key])}")
+    for workload in listing["workloads"]:
+        tasks = ", ".join(workload["finetune_tasks"]) or "none"
+        metrics = ", ".join(workload["eval_metrics"])
+        console.print(f"{workload['name']}: fine-tuning tasks {tasks}; target metrics {metrics}")
     suites_table = Table(title=f"suites in {args.suites}")
     for column in ("suite", "file", "description"):
         suites_table.add_column(column)
@@ -301,6 +305,8 @@ def catalog_listing(suites_dir: Path) -> dict[str, Any]:
             "default_size": info.default_size,
             "default_batch_size": info.default_batch_size,
             "data": list(info.data),
+            "eval_metrics": list(info.eval_metrics),
+            "finetune_tasks": list(info.finetune_tasks),
             "sizes": [
                 {"name": size, "num_params": num_params(info.name, size)} for size in info.sizes
             ],
@@ -319,6 +325,7 @@ def catalog_listing(suites_dir: Path) -> dict[str, Any]:
         "optimizers": list(OPTIMIZERS),
         "precisions": list(PRECISIONS),
         "compile_modes": list(COMPILE_MODES),
+        "finetune_strategies": list(FINETUNE_STRATEGIES),
         "suites": found,
     }
 

@@ -106,6 +106,11 @@ def test_list_json_has_every_workload_size_with_its_parameter_count(bench):
             assert size["num_params"] == num_params(workload["name"], size["name"])
     assert listing["compile_modes"][0] == "eager"
     assert "compile_vs_eager" in [s["name"] for s in listing["suites"]]
+    assert listing["finetune_strategies"] == ["full", "frozen", "lora"]
+    assert (mlp["finetune_tasks"], mlp["eval_metrics"]) == (
+        ["new-classes", "rotated"],
+        ["accuracy", "loss"],
+    )
 
 
 def test_report_command_writes_markdown(tmp_path, bench):
