@@ -304,6 +304,10 @@ class Case:
                     self.finetune,
                     f"{self.workload} has no fine-tuning task; {offered} do",
                 )
+            if self.data == "synthetic":
+                raise ConfigError(
+                    "data", self.data, "fine-tuning needs real data: noise has no task to transfer"
+                )
         if self.finetune_task is not None and info.finetune_tasks:
             _choice(
                 "finetune_task",

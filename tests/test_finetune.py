@@ -222,6 +222,7 @@ def test_finetune_keys_resolve_defaults_and_drop_what_does_not_apply() -> None:
         ({"finetune": "partial"}, "finetune = 'partial': allowed: full, frozen, lora"),
         ({"finetune": "full", "finetune_task": "corpus"}, "allowed for mlp: new-classes, rotated"),
         ({"finetune": "lora", "lora_rank": 0}, "lora_rank = 0: must be a positive integer"),
+        ({"finetune": "full", "data": "synthetic"}, "data = 'synthetic': fine-tuning needs real"),
     ],
 )
 def test_bad_finetune_settings_name_what_is_allowed(values, message) -> None:
