@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.peaks import known_gpus, peak_by_name
+from bench.peaks import Peak, known_gpus, peak_by_name
 from bench.store import PROBE_FLAG, find_latest_runs, read_records
 
 TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022 (Chinchilla): compute-optimal tokens per parameter
@@ -194,6 +194,8 @@ def estimate(inputs: Inputs, measured: Measured) -> dict[str, Any]:
 
 
 def _compute(inputs: Inputs, measured: Measured, total: float) -> dict[str, Any]:
+    # The GPU first: a misspelt name is the error to report even when the MFU is missing too.
+    peak = _named_peak(inputs.gpu, inputs.dtype) if inputs.gpu is not None else None
     if inputs.mfu is not None:
         mfu, mfu_source = inputs.mfu, "--mfu"
     elif measured.mfu is not None:
@@ -201,17 +203,10 @@ def _compute(inputs: Inputs, measured: Measured, total: float) -> dict[str, Any]
     else:
         raise UserError(
             "no measured MFU (no record with metrics.flops.mfu under the results directory): "
-            "pass --mfu (e.g. --mfu 0.4 --gpu H100) or run a suite first "
+            "pass --mfu (e.g. --mfu 0.4 --gpu 'H100 SXM') or run a suite first "
             "(bench run suites/model_size)"
         )
-    if inputs.gpu is not None:
-        peak, reason = peak_by_name(inputs.gpu, inputs.dtype)
-        if peak is None:
-            if reason and reason.startswith("no peak"):
-                reason = f"unknown GPU; allowed: {', '.join(known_gpus())}"
-            else:
-                reason = f"{reason}; pick another --dtype (fp16, fp32)"
-            raise UserError(f"--gpu {inputs.gpu!r}: {reason}")
+    if peak is not None:
         peak_per_s, device, dtype = peak.flops_per_s, peak.device, peak.dtype
         peak_source = peak.source
     elif measured.peak_per_s:
@@ -398,3 +393,17 @@ def render(result: dict[str, Any], console: Any) -> None:
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
     console.print(table)
+
+
+def _named_peak(gpu: str, dtype: str) -> Peak:
+    """The peak of ``--gpu``, or a one-line error naming what is allowed."""
+    peak, reason = peak_by_name(gpu, dtype)
+    if peak is not None:
+        return peak
+    if reason and "ambiguous" in reason:
+        reason = reason.split(": ", 1)[1]
+    elif reason and reason.startswith("no peak"):
+        reason = f"unknown GPU; allowed: {', '.join(known_gpus())}"
+    else:
+        reason = f"{reason}; pick another --dtype (fp16, fp32)"
+    raise UserError(f"--gpu {gpu!r}: {reason}")

@@ -168,10 +168,21 @@ def known_gpus() -> list[str]:
 def peak_by_name(name: str, dtype: str) -> tuple[Peak | None, str | None]:
     """Like :func:`gpu_peak`, but ``name`` may also be a table entry's own name ("H100 SXM",
     "V100 SXM2"), as a person types it rather than as NVML prints it."""
+    typed = " ".join(name.split()).lower()
     for entry in _TABLE:
-        if entry.device.lower() == " ".join(name.split()).lower():
+        if entry.device.lower() == typed:
             return gpu_peak_of(entry, dtype)
-    return gpu_peak(name, dtype)
+    peak, reason = gpu_peak(name, dtype)  # as NVML names it: "NVIDIA H200" is the SXM
+    if peak is not None or not (reason or "").startswith("no peak"):
+        return peak, reason
+    # A prefix of table names ("H100"): one match is that GPU, several are ambiguous.
+    matches = [entry for entry in _TABLE if entry.device.lower().startswith(typed)]
+    if len(matches) == 1:
+        return gpu_peak_of(matches[0], dtype)
+    if len(matches) > 1:
+        names = ", ".join(entry.device for entry in matches)
+        return None, f"no peak for {name!r}: ambiguous, it names {names}; say which"
+    return peak, reason
 
 
 def gpu_peak_of(entry: _Entry, dtype: str) -> tuple[Peak | None, str | None]:

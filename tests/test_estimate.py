@@ -156,6 +156,8 @@ def test_cli_uses_the_mfu_measured_in_results(bench, tmp_path):
         (["--params", "1B", "--mfu", "0.4", "--gpu", "H200", "--gpus", "2.5"], "an integer"),
         (["--params", "1B", "--mfu", "0.4", "--gpu", "H200", "--pue", "0.9"], "--pue '0.9'"),
         (["--params", "1B", "--mfu", "0.4", "--gpu", "H200", "--seq-len", "64"], "go together"),
+        (["--params", "1B", "--mfu", "0.4", "--gpu", "h100"], "it names H100 NVL, H100 PCIe"),
+        (["--params", "1B", "--gpu", "Voodoo5"], "--gpu 'Voodoo5': unknown GPU"),
         (["--params", "1B"], "pass --mfu"),
         (["--params", "1B", "--mfu", "0.4"], "needs a peak: pass --gpu NAME"),
     ],
@@ -165,3 +167,13 @@ def test_cli_bad_values_are_one_line_exit_2(bench, args, message):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_gpu_names_as_typed_as_nvml_prints_them_or_by_an_unambiguous_prefix():
+    def device(name: str) -> str:
+        return estimate(Inputs(params=1e9, mfu=0.4, gpu=name), Measured())["compute"]["peak_device"]
+
+    assert device("h100  sxm") == "H100 SXM"  # the table's name, case and spaces aside
+    assert device("NVIDIA H100 80GB HBM3") == "H100 SXM"  # NVML's name of the SXM part
+    assert device("H200") == "H200 SXM"  # NVML calls the SXM part "NVIDIA H200"
+    assert device("rtx 40") == "RTX 4090"  # the only name starting so
