@@ -20,7 +20,15 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from bench.errors import ConfigError
-from bench.workloads.catalog import WORKLOADS, GPTSize, WorkloadInfo, size_of, workload_info
+from bench.workloads.catalog import (
+    WORKLOADS,
+    GPTSize,
+    ViTSize,
+    WorkloadInfo,
+    size_of,
+    workload_info,
+)
+from bench.workloads.vision_shapes import AUGMENTS
 
 PRECISIONS = ("fp32", "tf32", "bf16", "amp-bf16", "amp-fp16")
 COMPILE_MODES = (
@@ -104,6 +112,9 @@ DEFAULT_EVAL_EVERY = 50
 # Held-out metrics a target may name, and which way is better: a loss-like metric is reached at
 # or below its value, accuracy at or above it.
 TARGET_DIRECTIONS = {"accuracy": "max", "loss": "min", "perplexity": "min"}
+# Keys of the image data pipeline (bench/workloads/pipeline.py): they apply to the workloads that
+# read images through it, and not to synthetic data, which is made on the device.
+LOADER_KEYS = ("augment", "num_workers", "pin_memory")
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,21 @@ class Case:
     data: str = "auto"
     """Data source; allowed values depend on the workload (``bench list``)."""
     data_path: str | None = None
-    """MNIST root directory (``mlp``) or the text file for ``data = "text"`` (``gpt``)."""
+    """Data root of MNIST and CIFAR-10 (``mlp``, ``cnn``, ``vit``) or the text file for
+    ``data = "text"`` (``gpt``)."""
+    image_size: int | None = None
+    """Side of the square input images (``cnn``, ``vit``; default: the size's own, 32 for the
+    CIFAR-style networks and toys, 224 for the ImageNet ones). Stored images are resized to it
+    in the data pipeline; for ``vit`` it must be a multiple of the patch size."""
+    augment: str | None = None
+    """Augmentation recipe of the data pipeline (``cnn``, ``vit``; default ``none``): ``none``,
+    ``crop-flip``, ``affine``, ``affine-crop-flip`` (docs/SUITES.md)."""
+    num_workers: int | None = None
+    """``torch.utils.data.DataLoader`` worker processes preparing batches (``cnn``, ``vit``;
+    default 0: batches are prepared in the training process, between steps)."""
+    pin_memory: bool | None = None
+    """DataLoader batches in page-locked memory and copied to the GPU asynchronously (``cnn``,
+    ``vit`` on CUDA; default off). A CPU case has no copy to speed up: None there."""
     precision: str = "fp32"
     """fp32; tf32 (CUDA matmul and cuDNN in TF32); bf16 (parameters and activations in bf16);
     amp-bf16 (autocast to bf16); amp-fp16 (autocast to fp16 with a GradScaler)."""
@@ -249,7 +274,11 @@ class Case:
                 _choice(key, getattr(self, key), allowed)
         if self.batch_size != "max":
             _number("batch_size", self.batch_size, integer=True, bound="positive", optional=True)
-        for key in ("seq_len", "threads", "eval_batches", "lr_schedule_steps"):
+        if self.augment is not None:
+            _choice("augment", self.augment, AUGMENTS)
+        _number("num_workers", self.num_workers, True, "non-negative", optional=True)
+        _bool("pin_memory", self.pin_memory, optional=True)
+        for key in ("seq_len", "threads", "eval_batches", "lr_schedule_steps", "image_size"):
             _number(key, getattr(self, key), integer=True, bound="positive", optional=True)
         _number("lr_warmup_steps", self.lr_warmup_steps, True, "non-negative", optional=True)
         _number("max_batch_limit", self.max_batch_limit, integer=True, bound="positive")
@@ -361,6 +390,20 @@ class Case:
             resolved["eval_batches"] = case.eval_batches or 20
             resolved["tie_embeddings"] = _default(case.tie_embeddings, True)
             resolved["activation_checkpointing"] = _default(case.activation_checkpointing, False)
+        if info.image_pipeline:
+            shape = size_of(case.workload, resolved["model_size"])
+            resolved["image_size"] = case.image_size or shape.image_size
+            if isinstance(shape, ViTSize) and resolved["image_size"] % shape.patch_size:
+                raise ConfigError(
+                    "image_size",
+                    resolved["image_size"],
+                    f"vit {resolved['model_size']} cuts images into {shape.patch_size}x"
+                    f"{shape.patch_size} patches: the side must be a multiple of "
+                    f"{shape.patch_size}",
+                )
+            resolved["augment"] = case.augment or "none"
+            resolved["num_workers"] = _default(case.num_workers, 0)
+            resolved["pin_memory"] = _default(case.pin_memory, False)
         if case.compile != "eager":
             resolved["compile_scope"] = case.compile_scope or "model"
             resolved["fullgraph"] = _default(case.fullgraph, False)
@@ -392,8 +435,12 @@ class Case:
     def not_applicable(self) -> list[str]:
         """Keys that mean nothing for this case: normalised to None, so that they neither change
         the case id nor pretend to have an effect."""
+        info = workload_info(self.workload)
         rules = {
-            LANGUAGE_ONLY_KEYS: not workload_info(self.workload).language,
+            LANGUAGE_ONLY_KEYS: not info.language,
+            ("image_size",): not info.image_pipeline,
+            LOADER_KEYS: not info.image_pipeline or self.data == "synthetic",
+            ("pin_memory",): self.device != "cuda",
             COMPILE_ONLY_KEYS: self.compile == "eager",
             ("nesterov",): self.optimizer != "sgd-momentum",
             ("lr_warmup_steps",): self.lr_schedule != "warmup-cosine",

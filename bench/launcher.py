@@ -32,6 +32,8 @@ PRELOAD = [
     "bench.worker",
     "bench.workloads.mlp",
     "bench.workloads.gpt",
+    "bench.workloads.cnn",  # with vit: torchvision.transforms.v2 and the image pipeline
+    "bench.workloads.vit",
     "sklearn.datasets",  # the offline digits: ~1 s to import
     "torchvision.datasets",  # MNIST, looked for by every mlp case with data = "auto"
 ]
@@ -83,9 +85,10 @@ class Launcher:
         timeout_s: float,
     ) -> dict[str, Any]:
         launched = time.time()
-        process = self._context.Process(
-            target=_isolated, args=(target, *args, launched), daemon=True
-        )
+        # Not daemonic: multiprocessing forbids a daemonic process children of its own, and a
+        # case's DataLoader forks its workers. The finally below reaps the worker and its group
+        # whatever happens, and the worker dies with the fork server (_isolated).
+        process = self._context.Process(target=_isolated, args=(target, *args, launched))
         process.start()
         try:
             process.join(timeout_s)

@@ -41,7 +41,7 @@ def test_path_with_or_without_extension(tmp_path):
         (
             "[base]\nbatchsize = 64\n",
             "[base] batchsize = 64: unknown key; did you mean 'batch_size'? allowed: "
-            "activation_checkpointing, alpha, batch_size, ",
+            "activation_checkpointing, alpha, augment, batch_size, ",
         ),
         (
             "[base]\nbatch_size = '64'\n",

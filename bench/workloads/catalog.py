@@ -1,14 +1,25 @@
 """What each workload offers: named sizes, data sources, defaults and parameter counts.
 
 Torch-free on purpose: suite validation, ``bench list`` and ``--dry-run`` read this without paying
-for ``import torch``. The models themselves live in ``mlp.py`` and ``gpt.py``; a test checks that
-:func:`num_params` here equals the parameter count of the built model for every size.
+for ``import torch``. The models themselves live in ``mlp.py``, ``gpt.py``, ``cnn.py`` and
+``vit.py`` (shapes of the last two in ``vision_shapes.py``); a test checks that :func:`num_params`
+here equals the parameter count of the built model for every size.
 """
 
 import math
 from dataclasses import dataclass
 
 from bench.errors import ConfigError
+from bench.workloads.vision_shapes import (
+    CNN_SIZES,
+    VIT_SIZES,
+    CNNSize,
+    ViTSize,
+    cnn_for_target,
+    cnn_params,
+    vit_for_target,
+    vit_params,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,8 @@ class GPTSize:
     seq_len: int
     """Default context length (tokens per sequence) for this size; a suite may set ``seq_len``."""
 
+
+Shape = MLPSize | GPTSize | CNNSize | ViTSize
 
 MLP_IN = 28 * 28
 MLP_OUT = 10
@@ -61,7 +74,7 @@ GPT_SIZES: dict[str, GPTSize] = {
 class WorkloadInfo:
     name: str
     description: str
-    sizes: dict[str, MLPSize | GPTSize]
+    sizes: dict[str, Shape]
     default_size: str
     default_batch_size: int
     data: tuple[str, ...]
@@ -73,7 +86,12 @@ class WorkloadInfo:
     finetune_tasks: tuple[str, ...] = ()
     """Fine-tuning tasks the workload offers (bench/finetune.py); the first is the default. None:
     the ``finetune`` key does not apply to it."""
+    image_pipeline: bool = False
+    """Reads images through the data pipeline (bench/workloads/pipeline.py): ``image_size``,
+    ``augment``, ``num_workers`` and ``pin_memory`` apply."""
 
+
+VISION_DATA = ("auto", "cifar10", "mnist", "digits", "synthetic")
 
 WORKLOADS: dict[str, WorkloadInfo] = {
     "mlp": WorkloadInfo(
@@ -104,6 +122,30 @@ WORKLOADS: dict[str, WorkloadInfo] = {
         # corpus: pretrain on the stdlib's source code, continue on the case's data.
         finetune_tasks=("corpus",),
     ),
+    "cnn": WorkloadInfo(
+        name="cnn",
+        description="ResNets: CIFAR-style (3x3 stem, 3 stages) and torchvision's ResNet-18/34/50",
+        sizes=CNN_SIZES,
+        default_size="resnet20",
+        default_batch_size=128,
+        # auto: CIFAR-10 when present under the data root, else MNIST when present, else
+        # scikit-learn's bundled digits; all three resized to the model's input side.
+        data=VISION_DATA,
+        language=False,
+        eval_metrics=("accuracy", "loss"),
+        image_pipeline=True,
+    ),
+    "vit": WorkloadInfo(
+        name="vit",
+        description="torchvision's VisionTransformer: vit_b_16, vit_l_16, DeiT shapes and toys",
+        sizes=VIT_SIZES,
+        default_size="tiny",
+        default_batch_size=128,
+        data=VISION_DATA,
+        language=False,
+        eval_metrics=("accuracy", "loss"),
+        image_pipeline=True,
+    ),
 }
 
 
@@ -133,7 +175,7 @@ def parse_target(size: str | int) -> int | None:
     return round(count) if count >= 1 else None
 
 
-def size_of(workload: str, size: str | int) -> MLPSize | GPTSize:
+def size_of(workload: str, size: str | int) -> Shape:
     """The shape of a named size, or the shape chosen for a target parameter count."""
     sizes = workload_info(workload).sizes
     if isinstance(size, str) and size in sizes:
@@ -143,7 +185,13 @@ def size_of(workload: str, size: str | int) -> MLPSize | GPTSize:
         raise ConfigError(
             "model_size", size, f"allowed for {workload}: {', '.join(sizes)}, or {TARGET_FORMAT}"
         )
-    return mlp_for_target(target) if workload == "mlp" else gpt_for_target(target)
+    for_target = {
+        "mlp": mlp_for_target,
+        "gpt": gpt_for_target,
+        "cnn": cnn_for_target,
+        "vit": vit_for_target,
+    }
+    return for_target[workload](target)
 
 
 def mlp_for_target(target: int) -> MLPSize:
@@ -180,10 +228,19 @@ def gpt_for_target(target: int, seq_len: int = 256) -> GPTSize:
 
 
 def num_params(
-    workload: str, size: str | int, seq_len: int | None = None, tied: bool = True
+    workload: str,
+    size: str | int,
+    seq_len: int | None = None,
+    tied: bool = True,
+    image_size: int | None = None,
 ) -> int:
-    """Exact parameter count of the model the worker builds (checked against torch in tests)."""
+    """Exact parameter count of the model the worker builds (checked against torch in tests).
+    ``image_size`` matters to ``vit`` only (one position embedding per patch)."""
     shape = size_of(workload, size)
+    if isinstance(shape, CNNSize):
+        return cnn_params(shape)
+    if isinstance(shape, ViTSize):
+        return vit_params(shape, image_size)
     if isinstance(shape, MLPSize):
         widths = (MLP_IN, *shape.hidden, MLP_OUT)
         return sum(w_in * w_out + w_out for w_in, w_out in zip(widths, widths[1:]))

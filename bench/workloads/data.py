@@ -73,7 +73,19 @@ def digits() -> ImageSplits:
     Pixels 0..16 are scaled to [0, 1], upsampled bilinearly to 28x28 and normalised with MNIST's
     statistics. A permutation fixed by seed 0 holds out its last 20%: 1437 train, 360 validation.
     """
-    from sklearn.datasets import load_digits  # ~1 s import; only the mlp workload needs it
+    x_train, y_train, x_val, y_val = _digits_pixels()
+    x_train, x_val = normalize(x_train), normalize(x_val)
+    # Hash what is trained on (after resizing and normalising), so that a change of the
+    # preprocessing changes the hash too.
+    sha = sha256_of(x_train, y_train, x_val, y_val)
+    info = DataInfo("digits", num_train=len(y_train), num_val=len(y_val), sha256=sha)
+    return ImageSplits(x_train, y_train, x_val, y_val, info)
+
+
+@functools.cache
+def _digits_pixels() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The digits as 28x28 pixels in [0, 1] (not normalised), split 1437 / 360 by seed 0."""
+    from sklearn.datasets import load_digits  # ~1 s import; preloaded by the fork server
 
     raw = load_digits()
     pixels = torch.tensor(raw.images, dtype=torch.float32) / 16.0  # (N, 8, 8), 16 = white
@@ -81,18 +93,93 @@ def digits() -> ImageSplits:
     images = F.interpolate(
         pixels.unsqueeze(1), size=(IMAGE_SIDE, IMAGE_SIDE), mode="bilinear", align_corners=False
     )  # (N, 1, 28, 28)
-    images = normalize(images)
     num = len(labels)
     num_train = int(num * (1 - DIGITS_VAL_FRACTION))
     perm = torch.randperm(num, generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
     train, val = perm[:num_train], perm[num_train:]
-    x_train, y_train = images[train].contiguous(), labels[train]
-    x_val, y_val = images[val].contiguous(), labels[val]
-    # Hash what is trained on (after resizing and normalising), so that a change of the
-    # preprocessing changes the hash too.
-    sha = _sha256(x_train, y_train, x_val, y_val)
-    info = DataInfo("digits", num_train=num_train, num_val=num - num_train, sha256=sha)
-    return ImageSplits(x_train, y_train, x_val, y_val, info)
+    return images[train].contiguous(), labels[train], images[val].contiguous(), labels[val]
+
+
+@dataclass(frozen=True)
+class StoredImages:
+    """Images as a dataset stores them: uint8 ``(N, C, H, W)``, labels int64 ``(N,)`` in 0..9,
+    split as the source splits them, on the CPU. The vision workloads' pipeline starts here."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    name: str
+    """cifar10, mnist or digits."""
+    path: str | None = None
+
+
+def stored_digits() -> StoredImages:
+    """The 28x28 digits of :func:`digits` before normalisation, as 8-bit grey levels (rounded
+    to the nearest of 256; the 8x8 scans had 17)."""
+    x_train, y_train, x_val, y_val = _digits_pixels()
+    return StoredImages(_to_uint8(x_train), y_train, _to_uint8(x_val), y_val, "digits")
+
+
+def stored_mnist(root: str | Path) -> StoredImages:
+    """MNIST from ``root`` as stored: (N, 1, 28, 28) grey levels, the official split."""
+    train, test = _mnist_datasets(root)
+    return StoredImages(
+        train.data.unsqueeze(1),
+        train.targets.long(),
+        test.data.unsqueeze(1),
+        test.targets.long(),
+        "mnist",
+        str(root),
+    )
+
+
+def cifar10_present(root: str | Path) -> bool:
+    """Whether torchvision finds CIFAR-10 (both splits, checksums intact) under ``root``; never
+    downloads."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        CIFAR10(root, train=True, download=False)
+        CIFAR10(root, train=False, download=False)
+    except RuntimeError:  # torchvision's "Dataset not found or corrupted"
+        return False
+    return True
+
+
+def stored_cifar10(root: str | Path) -> StoredImages:
+    """CIFAR-10 from ``root`` (torchvision's layout, ``cifar-10-batches-py``): the official 50k
+    train and 10k test images, (N, 3, 32, 32) uint8.
+
+    Downloads only if absent (170 MB), which needs a network; the error then says what to do.
+    """
+    from torchvision.datasets import CIFAR10
+
+    try:
+        train, test = CIFAR10(root, train=True), CIFAR10(root, train=False)
+    except RuntimeError:
+        try:
+            train = CIFAR10(root, train=True, download=True)
+            test = CIFAR10(root, train=False, download=True)
+        except (RuntimeError, OSError) as error:  # torchvision's, or urllib's URLError
+            raise RuntimeError(
+                f"CIFAR-10 is not under {root} and downloading it failed ({_first_line(error)}); "
+                f"put it there (torchvision's cifar-10-batches-py), set data_path or "
+                f'${DATA_ROOT_ENV}, or use data = "digits", which works offline'
+            ) from error
+    return StoredImages(
+        *cifar_tensors(train.data, train.targets),
+        *cifar_tensors(test.data, test.targets),
+        "cifar10",
+        str(root),
+    )
+
+
+def cifar_tensors(images, labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's CIFAR arrays, (N, 32, 32, 3) uint8 and a list of ints, as (N, 3, 32, 32)
+    uint8 and (N,) int64 tensors."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    return x, torch.tensor(labels, dtype=torch.int64)
 
 
 def mnist_present(root: str | Path) -> bool:
@@ -112,10 +199,22 @@ def mnist(root: str | Path) -> ImageSplits:
 
     Downloads only if absent, which needs a network; the error then says what to do offline.
     """
+    train, test = _mnist_datasets(root)
+    # Hash the stored bytes (uint8 pixels and labels): the preprocessing below is fixed code.
+    sha = sha256_of(train.data, train.targets, test.data, test.targets)
+    info = DataInfo(
+        "mnist", num_train=len(train.targets), num_val=len(test.targets), sha256=sha, path=str(root)
+    )
+    x_train, x_val = _mnist_images(train.data), _mnist_images(test.data)
+    return ImageSplits(x_train, train.targets.long(), x_val, test.targets.long(), info)
+
+
+def _mnist_datasets(root: str | Path):
+    """torchvision's MNIST train and test sets under ``root``, downloaded if absent."""
     from torchvision.datasets import MNIST
 
     try:
-        train, test = MNIST(root, train=True), MNIST(root, train=False)
+        return MNIST(root, train=True), MNIST(root, train=False)
     except RuntimeError:
         try:
             train = MNIST(root, train=True, download=True)
@@ -126,13 +225,7 @@ def mnist(root: str | Path) -> ImageSplits:
                 f"put it there (torchvision's MNIST layout), set data_path or ${DATA_ROOT_ENV}, "
                 'or use data = "digits", which works offline'
             ) from error
-    # Hash the stored bytes (uint8 pixels and labels): the preprocessing below is fixed code.
-    sha = _sha256(train.data, train.targets, test.data, test.targets)
-    info = DataInfo(
-        "mnist", num_train=len(train.targets), num_val=len(test.targets), sha256=sha, path=str(root)
-    )
-    x_train, x_val = _mnist_images(train.data), _mnist_images(test.data)
-    return ImageSplits(x_train, train.targets.long(), x_val, test.targets.long(), info)
+    return train, test
 
 
 @functools.cache  # read-only tensors: one load per process serves every case in it
@@ -199,7 +292,11 @@ def _mnist_images(data: torch.Tensor) -> torch.Tensor:
     return normalize(data.float().unsqueeze(1) / 255.0)  # (N, 28, 28) uint8 -> (N, 1, 28, 28)
 
 
-def _sha256(*tensors: torch.Tensor) -> str:
+def _to_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    return (pixels * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def sha256_of(*tensors: torch.Tensor) -> str:
     digest = hashlib.sha256()
     for tensor in tensors:
         digest.update(tensor.contiguous().numpy().tobytes())

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +24,12 @@ class DataInfo:
     """SHA-256 of the data's content (for synthetic data: of its generating recipe)."""
     path: str | None = None
     """Where it was read from, if from disk."""
+    pipeline: dict[str, Any] | None = None
+    """What the image pipeline did to it (bench/workloads/pipeline.py): images dropped by
+    cleaning, normalisation statistics, the steps of every batch. None where the data is used
+    as loaded."""
+    preprocess_s: float | None = None
+    """Seconds spent on the pipeline's one-off preparation (cleaning, statistics)."""
 
 
 @dataclass
@@ -45,6 +52,8 @@ class Workload:
     head: str | None = None
     """Name of the output layer in ``model`` (``model.get_submodule(head)``): what a linear probe
     trains and a new task re-initialises (bench/finetune.py). None: no fine-tuning story."""
+    close: Callable[[], None] = lambda: None
+    """Releases what the workload holds beyond memory (DataLoader worker processes)."""
 
 
 def build(case: Case, device: torch.device, dtype: torch.dtype, splits=None) -> Workload:
@@ -61,4 +70,14 @@ def build(case: Case, device: torch.device, dtype: torch.dtype, splits=None) -> 
         from bench.workloads import gpt
 
         return gpt.build(case, device, dtype, splits)
+    # No fine-tuning task uses the vision workloads yet (catalog: no finetune_tasks).
+    assert splits is None, f"{case.workload} builds from its own data"
+    if case.workload == "cnn":
+        from bench.workloads import cnn
+
+        return cnn.build(case, device, dtype)
+    if case.workload == "vit":
+        from bench.workloads import vit
+
+        return vit.build(case, device, dtype)
     raise AssertionError(f"unvalidated workload {case.workload!r}")
