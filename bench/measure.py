@@ -17,6 +17,9 @@ multiple of k and evaluates there, between blocks: the evaluation is in no step'
 the window's clock. With a target (``WindowPolicy.until_target``) the window stops when an
 evaluation meets it, at ``max_steps`` or at ``max_time_s``, and never on the confidence rule or
 the minimums: time to a quality is what it measures.
+
+A step is ``step(*fetch())``: between the two the timer marks that the batch is on the device, so
+that the window also measures how long each step waited for its data.
 """
 
 from collections.abc import Callable
@@ -58,6 +61,8 @@ class PeriodicEval:
 @dataclass(frozen=True)
 class WindowResult:
     step_times_s: list[float]
+    data_wait_s: list[float]
+    """Per step, seconds from its start until its batch was on the device (timing.py)."""
     losses: list[tuple[int, float]]
     """(steps done, mean loss over the block of steps that ends there)."""
     window_s: float
@@ -98,14 +103,17 @@ def stop_reason(
 
 
 def run_window(
-    step: Callable[[], torch.Tensor],
+    step: Callable[..., torch.Tensor],
     timer: StepTimer,
     policy: WindowPolicy,
     steps_per_block: int,
     loss_device: torch.device,
     evaluation: PeriodicEval | None = None,
+    fetch: Callable[[], tuple] = tuple,
 ) -> WindowResult:
-    """Run ``step`` (one training step returning its loss) until the stop rule says so.
+    """Run ``step(*fetch())`` (one training step on one batch, returning its loss) until the stop
+    rule says so. ``fetch`` returns the step's batch on the device (by default nothing: ``step``
+    then gets its own data).
 
     ``window_s`` and the clock of the stop rule leave out the time of the evaluations."""
     times: list[float] = []
@@ -123,7 +131,9 @@ def run_window(
             count = min(count, evaluation.every - issued % evaluation.every)
         timer.start_block()
         for _ in range(count):
-            loss = step()
+            batch = fetch()
+            timer.mark_data()
+            loss = step(*batch)
             timer.mark()
             loss_sum.add_(loss.detach())
         issued += count
@@ -145,4 +155,4 @@ def run_window(
     times += timer.finish()
     window_s = wall() - start - paused_s
     losses = [(done, to_host(loss_sum) / count) for done, loss_sum, count in blocks]
-    return WindowResult(times, losses, window_s, reason)
+    return WindowResult(times, timer.data_wait_s, losses, window_s, reason)

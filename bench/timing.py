@@ -8,6 +8,12 @@ blocks (the harness's bookkeeping) are in no step. Two implementations share tha
   host clock is the device clock.
 - :class:`CudaEventTimer` (CUDA): a CUDA event recorded at each mark, read back one block late, so
   the host never waits for the GPU inside the window except to read a block that is already done.
+
+Inside a step, a second mark (``mark_data``) falls where the step's batch is on the device: from
+the step's start to it, the step waited for its data (the next batch and its copy to the device).
+On CUDA that span is read from events too: it is the time the *device* spent between the end of
+the previous step's work and the end of the copy, which is the data stall the device sees (zero
+queued work waits while the host fetches ahead), plus the copy itself.
 """
 
 import time
@@ -52,6 +58,13 @@ class StepTimer(Protocol):
     def mark(self) -> None:
         """Mark the end of a step (and the start of the next one in the block)."""
 
+    def mark_data(self) -> None:
+        """Mark, inside the step, the moment its batch is on the device (optional per step)."""
+
+    data_wait_s: list[float]
+    """Per step with a data mark, seconds from its start to that mark, in order; filled as the
+    step times are collected."""
+
     def collect(self) -> list[float]:
         """Step times (s) that are known by now and not returned before, in order."""
 
@@ -64,17 +77,26 @@ class HostTimer:
 
     def __init__(self) -> None:
         self._blocks: list[list[float]] = []
+        # Per block: (step index in the block, clock) of each data mark.
+        self._data: list[list[tuple[int, float]]] = []
         self._returned = 0  # blocks already handed out
+        self.data_wait_s: list[float] = []
 
     def start_block(self) -> None:
         self._blocks.append([time.perf_counter()])
+        self._data.append([])
 
     def mark(self) -> None:
         self._blocks[-1].append(time.perf_counter())
 
+    def mark_data(self) -> None:
+        self._data[-1].append((len(self._blocks[-1]) - 1, time.perf_counter()))
+
     def collect(self) -> list[float]:
-        done, self._returned = self._blocks[self._returned :], len(self._blocks)
-        return [b - a for marks in done for a, b in zip(marks, marks[1:])]
+        start, self._returned = self._returned, len(self._blocks)
+        for marks, data in zip(self._blocks[start:], self._data[start:]):
+            self.data_wait_s += [at - marks[step] for step, at in data]
+        return [b - a for marks in self._blocks[start:] for a, b in zip(marks, marks[1:])]
 
     def finish(self) -> list[float]:
         return self.collect()
@@ -93,7 +115,9 @@ class CudaEventTimer:
         # make_event is the hardware boundary: tests on a CPU machine pass a fake event.
         self._make_event = make_event or (lambda: torch.cuda.Event(enable_timing=True))
         self._blocks: list[list[Any]] = []
+        self._data: list[list[tuple[int, Any]]] = []  # per block: (step in block, event)
         self._returned = 0  # blocks already handed out
+        self.data_wait_s: list[float] = []
 
     def _record(self) -> Any:
         event = self._make_event()
@@ -102,17 +126,25 @@ class CudaEventTimer:
 
     def start_block(self) -> None:
         self._blocks.append([self._record()])
+        self._data.append([])
 
     def mark(self) -> None:
         self._blocks[-1].append(self._record())
 
+    def mark_data(self) -> None:
+        self._data[-1].append((len(self._blocks[-1]) - 1, self._record()))
+
     def _read(self, upto: int) -> list[float]:
-        done, self._returned = self._blocks[self._returned : upto], max(self._returned, upto)
+        start, self._returned = self._returned, max(self._returned, upto)
+        done = self._blocks[start:upto]
         if not done:
             return []
-        # Wait for the end of the last block read only (not a device-wide synchronize).
+        # Wait for the end of the last block read only (not a device-wide synchronize); a data
+        # mark lies before its step's end, so it is done too.
         done[-1][-1].synchronize()
         # elapsed_time is in milliseconds.
+        for events, data in zip(done, self._data[start:upto]):
+            self.data_wait_s += [events[step].elapsed_time(at) / 1e3 for step, at in data]
         return [a.elapsed_time(b) / 1e3 for events in done for a, b in zip(events, events[1:])]
 
     def collect(self) -> list[float]:

@@ -30,7 +30,7 @@ from bench.mfu import flops_metrics
 from bench.optimizers import Optimizers, build_optimizers
 from bench.precision import POLICIES, unsupported_reason
 from bench.schedules import build_scheduler
-from bench.statistics import summarize
+from bench.statistics import median, summarize
 from bench.target import QualityTracker
 from bench.telemetry.window import WindowTelemetry
 from bench.timing import epoch, step_timer, time_call, to_host, wall
@@ -57,6 +57,9 @@ class Training:
 
     workload: Workload
     step: Callable[[], torch.Tensor]
+    train: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    """The step on a given batch: ``step()`` is ``train(*workload.next_batch())``; the measured
+    window calls the two apart, to time the wait for the batch."""
     optimizers: Optimizers
     counters: dict[str, Any]
     """Counted while training: ``function_evals`` (a Python int: closure calls of lbfgs) and
@@ -130,17 +133,20 @@ def prepare(case: Case, device: torch.device) -> Training:
         update_fn = compiling.wrap(update, case) if step_scope else update
     marks_steps = device.type == "cuda" and case.compile in CUDAGRAPH_MODES
 
-    def step() -> torch.Tensor:
+    def train(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if marks_steps:
             # Tell CUDA-graph trees that a new training iteration begins, so that replaying the
             # graph may reuse the previous iteration's output memory (torch.compiler docs).
             torch.compiler.cudagraph_mark_step_begin()
-        loss = update_fn(*workload.next_batch())
+        loss = update_fn(x, y)
         for scheduler in schedulers:
             scheduler.step()
         return loss
 
-    return Training(workload, step, optimizers, counters, scaler, finetuned)
+    def step() -> torch.Tensor:
+        return train(*workload.next_batch())
+
+    return Training(workload, step, train, optimizers, counters, scaler, finetuned)
 
 
 def measure(case: Case) -> dict[str, Any]:
@@ -196,7 +202,7 @@ def measure(case: Case) -> dict[str, Any]:
     frames_before_window = compiling.frames_compiled()
     telemetry.start()
     window = run_window(
-        step,
+        training.train,
         step_timer(device),
         WindowPolicy(
             case.min_steps,
@@ -209,6 +215,7 @@ def measure(case: Case) -> dict[str, Any]:
         block_steps(step_estimate_s),
         device,
         periodic,
+        fetch=workload.next_batch,
     )
     telemetry.stop()
     flags = []
@@ -220,6 +227,7 @@ def measure(case: Case) -> dict[str, Any]:
 
     evaluation, final_eval_s = time_call(evaluate, device)
     eval_s = eval_before_s + tracker.eval_s + final_eval_s
+    workload.close()
 
     stats = summarize(window.step_times_s)
     tokens = workload.tokens_per_step
@@ -261,6 +269,7 @@ def measure(case: Case) -> dict[str, Any]:
                 "num_val": workload.data.num_val,
                 "sha256": workload.data.sha256,
                 "path": workload.data.path,
+                "pipeline": workload.data.pipeline,
             },
             "compile": compiling.stats(case, frames_after_first_step),
             "finetune": training.finetuned.info if training.finetuned else None,
@@ -288,10 +297,12 @@ def measure(case: Case) -> dict[str, Any]:
             "optimizer": optimizer,
             "amp": amp,
             "flops": flops,
+            **data_wait_metrics(window.data_wait_s, window.step_times_s),
             **observed.metrics,
         },
         "samples": {
             "step_time_s": window.step_times_s,
+            "data_wait_s": window.data_wait_s,
             "loss": [[done, loss] for done, loss in window.losses],
             # [steps trained, training seconds, {metric: value}] per periodic evaluation.
             "eval": tracker.curve,
@@ -300,6 +311,7 @@ def measure(case: Case) -> dict[str, Any]:
         "flags": flags,
         "timing": {
             "setup_s": setup_s,
+            "preprocess_s": workload.data.preprocess_s,
             "flop_count_s": flop_count_s,
             "first_step_s": first_step_s,
             "warmup_s": warmup_s,
@@ -311,6 +323,16 @@ def measure(case: Case) -> dict[str, Any]:
     if cold_cache:
         shutil.rmtree(cold_cache, ignore_errors=True)
     return result
+
+
+def data_wait_metrics(waits_s: list[float], step_times_s: list[float]) -> dict[str, float]:
+    """``data_wait_fraction``: the window's total wait for batches over its total step time (a
+    share of the time, which a median would hide when workers keep up on most steps and not on
+    some); ``data_wait_s``: the median wait per step."""
+    return {
+        "data_wait_fraction": sum(waits_s) / sum(step_times_s),
+        "data_wait_s": median(waits_s),
+    }
 
 
 def _device_name(device: torch.device) -> str:
