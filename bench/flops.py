@@ -48,8 +48,8 @@ def count_step_flops(
 
     Model FLOPs, not hardware FLOPs: activation checkpointing's recomputation is not counted (PaLM
     appendix B defines MFU without it). The count runs in eval mode, where the ``gpt`` blocks are
-    not checkpointed; the models have no dropout or batch norm, so eval mode computes the same
-    products as training.
+    not checkpointed; dropout and batch norm change no matrix product, so eval mode computes the
+    same products as training (and leaves BatchNorm's running statistics untouched).
     """
     x, y = batch
     was_training = loss_module.training
