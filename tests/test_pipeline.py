@@ -19,7 +19,7 @@ from bench.config import Case
 from bench.errors import ConfigError
 from bench.measure import WindowPolicy, run_window
 from bench.timing import CudaEventTimer, HostTimer
-from bench.workloads import data, pipeline
+from bench.workloads import data, pipeline, preprocess
 from bench.workloads.vision_shapes import AUGMENTS
 from bench.workloads.workload import build
 
@@ -111,7 +111,7 @@ def test_cleaning_drops_bad_labels_blanks_repeats_and_leaks_by_hand() -> None:
         torch.tensor([2, 4, 4]),
         "hand",
     )
-    cleaned, dropped = pipeline.clean(stored)
+    cleaned, dropped = preprocess.clean(stored)
     assert dropped == {"bad_label": 1, "blank": 1, "duplicate_train": 1, "duplicate_val": 2}
     assert cleaned.x_train[:, 0, 0, 0].tolist() == [10, 20] and cleaned.y_train.tolist() == [1, 2]
     assert cleaned.x_val[:, 0, 0, 0].tolist() == [40] and cleaned.y_val.tolist() == [4]
@@ -121,7 +121,7 @@ def test_channel_statistics_by_hand() -> None:
     # Channel 0: pixels 0, 255, 255, 255 -> 0, 1, 1, 1: mean 0.75, variance 0.75 - 0.75^2.
     # Channel 1: all 51 -> 0.2, no spread.
     images = torch.tensor([[[[0, 255]], [[51, 51]]], [[[255, 255]], [[51, 51]]]], dtype=torch.uint8)
-    mean, std = pipeline.channel_stats(images)  # images: (2, 2, 1, 2)
+    mean, std = preprocess.channel_stats(images)  # images: (2, 2, 1, 2)
     assert mean == pytest.approx((0.75, 0.2))
     assert std == pytest.approx(((0.75 - 0.5625) ** 0.5, 0.0), abs=1e-7)
 
