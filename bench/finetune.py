@@ -145,7 +145,7 @@ def _replace_images(splits: Any, x_train, x_val, y_train, y_val) -> Any:
             splits.info,
             num_train=len(y_train),
             num_val=len(y_val),
-            sha256=data._sha256(x_train, y_train, x_val, y_val),
+            sha256=data.sha256_of(x_train, y_train, x_val, y_val),
         )
     return dataclasses.replace(splits, **changes)
 
