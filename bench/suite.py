@@ -150,6 +150,9 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
                 )
             matrix.setdefault(key, value)
             del base[key]
+    # Keys that pick cases: an include entry that names another value of one describes cases the
+    # user has ruled out with --set (see below). Other keys it sets are settings --set overrides.
+    selectors = {*matrix, "workload"}
     pinned = {}
     for key, value in overrides.items():
         where[key] = "--set"
@@ -161,9 +164,15 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
             matrix.pop(key, None)
             pinned[key] = value
 
-    # An include entry that contradicts a pinned value (--set workload=mlp against an entry for
-    # the gpt) describes cases the user has ruled out: it neither extends nor adds a case.
-    include = [e for e in include if all(pinned.get(k, v) == v for k, v in e.items())]
+    # An include entry that contradicts a pinned value of a key that picks cases (--set
+    # workload=mlp against an entry for the gpt) describes cases the user has ruled out: it
+    # neither extends nor adds a case. One that only sets another value of a setting (--set
+    # min_steps=10 against an entry's min_steps = 300) still applies, and the pinned value wins.
+    include = [
+        entry
+        for entry in include
+        if all(pinned.get(k, v) == v for k, v in entry.items() if k in selectors)
+    ]
     combos = _combinations(matrix, exclude, include)
     if not combos:
         raise UserError(f"{suite.path}: the matrix expands to no cases (every one is excluded)")

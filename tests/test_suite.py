@@ -328,6 +328,32 @@ def test_pinning_drops_include_entries_it_contradicts(tmp_path):
     assert settings(cases, "workload", "model_size", "batch_size") == [("mlp", "base", 64)] * 2
 
 
+def test_pinning_a_setting_keeps_the_include_entries_that_set_it(tmp_path):
+    # --set min_steps=10 against entries with their own min_steps: the entries still pick their
+    # workload's size and batch, and the pinned step count wins over theirs.
+    text = """
+    [matrix]
+    workload = ["mlp", "gpt"]
+    [[include]]
+    workload = "mlp"
+    model_size = "small"
+    min_steps = 300
+    max_steps = 300
+    [[include]]
+    workload = "gpt"
+    model_size = "tiny"
+    batch_size = 8
+    min_steps = 100
+    max_steps = 100
+    """
+    suite = suites.load(str(write(tmp_path, text)))
+    cases = suites.expand(suite, "cpu", {"min_steps": 10, "max_steps": 10})
+    assert settings(cases, "workload", "model_size", "batch_size", "min_steps", "max_steps") == [
+        ("mlp", "small", 64, 10, 10),
+        ("gpt", "tiny", 8, 10, 10),
+    ]
+
+
 def test_non_finite_numbers_and_missing_text_file_are_errors(tmp_path):
     assert error_of(tmp_path, "[base]\nmax_time_s = nan\n").startswith(
         "[base] max_time_s = nan: must be a finite number"
