@@ -159,16 +159,18 @@ def pretrained(case: Case, task: Task, device: torch.device) -> tuple[dict[str, 
             read_checkpoint(path)
         )
     assert case.pretrain_steps is not None, "unresolved case"
-    source_info: DataInfo = task.source.info
+    source_data = describe(task.source)
     key = {
         "workload": case.workload,
         "model_size": case.model_size,
         "seq_len": case.seq_len,
         "tie_embeddings": case.tie_embeddings,
+        "image_size": case.image_size,
+        "augment": case.augment,
         "seed": case.seed,
         "pretrain_steps": case.pretrain_steps,
         "task": case.finetune_task,
-        "source_sha256": source_info.sha256,
+        "source_sha256": source_data["sha256"],
         "device": device.type,
         "torch": torch.__version__,
         "recipe": PRETRAIN_RECIPE,
@@ -179,7 +181,7 @@ def pretrained(case: Case, task: Task, device: torch.device) -> tuple[dict[str, 
     common = {
         "checkpoint": str(path),
         "pretrain_steps": case.pretrain_steps,
-        "source_data": dataclasses.asdict(source_info),
+        "source_data": source_data,
     }
     if path.is_file() and notes_path.is_file():
         try:
@@ -191,6 +193,21 @@ def pretrained(case: Case, task: Task, device: torch.device) -> tuple[dict[str, 
     state, result = pretrain(case, task.source, device)
     _write_cache(path, notes_path, state, {"key": key, "result": result})
     return {"weights": "trained", **common, **result}, state
+
+
+def describe(splits: Any) -> dict[str, Any]:
+    """Name, sizes, hash and path of a task's data: its ``DataInfo`` where it has one, else
+    (images as stored, before the image pipeline) worked out from its tensors."""
+    if isinstance(getattr(splits, "info", None), DataInfo):
+        return dataclasses.asdict(splits.info)
+    tensors = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    return {
+        "name": splits.name,
+        "num_train": len(splits.y_train),
+        "num_val": len(splits.y_val),
+        "sha256": data.sha256_of(*tensors),
+        "path": splits.path,
+    }
 
 
 def pretrain(case: Case, source: Any, device: torch.device) -> tuple[dict, dict[str, Any]]:
@@ -213,6 +230,7 @@ def pretrain(case: Case, source: Any, device: torch.device) -> tuple[dict, dict[
 
     _, train_s = time_call(train, device)
     evaluation = workload.evaluate(model)
+    workload.close()  # DataLoader workers of the image pipeline
     state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     return state, {"pretrain_train_s": train_s, "source_eval": evaluation}
 

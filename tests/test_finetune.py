@@ -11,7 +11,7 @@ from torch import nn
 
 from bench import finetune
 from bench.config import Case
-from bench.errors import CaseError, ConfigError
+from bench.errors import CaseError, ConfigError, NotApplicable
 from bench.lora import LoRALinear, add_adapters
 from bench.worker import prepare
 from bench.workloads import data
@@ -142,6 +142,22 @@ def test_lora_on_multihead_attention_reaches_every_projection_and_counts_by_hand
     assert originals.keys() == frozen.keys()
     for name, param in originals.items():
         assert torch.equal(param, frozen[name]), f"frozen {name} changed"
+
+
+def test_lora_vit_reaches_attention_and_mlp_and_a_cnn_without_linears_is_skipped() -> None:
+    case = _case(workload="vit", data="digits", finetune="lora", batch_size=16)
+    before, training = _train(case, steps=3)
+    model = training.workload.model
+    # tiny: 2 layers of width 64, MLP 128; rank 8 on in_proj (192, 64), out_proj (64, 64) and
+    # the MLP's 64 -> 128 and 128 -> 64; the new head Linear(64, 10) trains in full: 650.
+    per_layer = 8 * (64 + 192) + 8 * (64 + 64) + 8 * (64 + 128) + 8 * (128 + 64)
+    assert training.finetuned.info["adapter_params"] == 2 * per_layer == 12_288
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 12_288 + 650
+    for name, param in model.named_parameters():
+        if "lora_" not in name and not name.startswith("heads."):
+            assert torch.equal(param, before[name]), f"frozen {name} changed"
+    with pytest.raises(NotApplicable, match="cnn tiny has no linear layer .* outside its head"):
+        prepare(_case(workload="cnn", data="digits", finetune="lora"), CPU)
 
 
 # --- tasks, checkpoints and the cache -------------------------------------------------------------

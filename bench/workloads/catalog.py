@@ -133,6 +133,7 @@ WORKLOADS: dict[str, WorkloadInfo] = {
         data=VISION_DATA,
         language=False,
         eval_metrics=("accuracy", "loss"),
+        finetune_tasks=("new-classes", "rotated"),
         image_pipeline=True,
     ),
     "vit": WorkloadInfo(
@@ -144,6 +145,7 @@ WORKLOADS: dict[str, WorkloadInfo] = {
         data=VISION_DATA,
         language=False,
         eval_metrics=("accuracy", "loss"),
+        finetune_tasks=("new-classes", "rotated"),
         image_pipeline=True,
     ),
 }

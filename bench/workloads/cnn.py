@@ -17,7 +17,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from bench.config import Case
-from bench.workloads import pipeline
+from bench.workloads import data, pipeline, preprocess
 from bench.workloads.catalog import size_of
 from bench.workloads.vision_shapes import IMAGE_CHANNELS, NUM_CLASSES, CNNSize
 from bench.workloads.workload import Workload
@@ -73,11 +73,22 @@ def make_model(shape: CNNSize, num_classes: int = NUM_CLASSES) -> nn.Module:
     return CifarResNet(shape, num_classes)
 
 
-def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
+# The data as stored, before the pipeline (a fine-tuning task splits it: bench/finetune.py).
+load = preprocess.load
+
+
+def build(
+    case: Case,
+    device: torch.device,
+    dtype: torch.dtype,
+    stored: data.StoredImages | None = None,
+) -> Workload:
     assert case.model_size is not None, "unresolved case"
     shape = size_of("cnn", case.model_size)
     assert isinstance(shape, CNNSize)
     torch.manual_seed(case.seed)
     # Built on the CPU, then moved: the same seed gives the same weights on every device.
     model = make_model(shape).to(device=device, dtype=dtype)
-    return pipeline.build(case, model, device, dtype)
+    workload = pipeline.build(case, model, device, dtype, stored)
+    workload.head = "fc"  # both the CIFAR ResNets and torchvision's end in a Linear named fc
+    return workload

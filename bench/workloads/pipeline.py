@@ -49,6 +49,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from bench.config import Case
+from bench.workloads.data import StoredImages
 from bench.workloads.mlp import ShuffledBatches
 from bench.workloads.preprocess import Prepared, load, prepare
 from bench.workloads.vision_shapes import IMAGE_CHANNELS, NUM_CLASSES
@@ -159,14 +160,21 @@ def _as_batch(batch: Any) -> Any:
     return batch
 
 
-def build(case: Case, model: nn.Module, device: torch.device, dtype: torch.dtype) -> Workload:
+def build(
+    case: Case,
+    model: nn.Module,
+    device: torch.device,
+    dtype: torch.dtype,
+    stored: StoredImages | None = None,
+) -> Workload:
     """The workload of ``model`` (a 10-class image classifier taking ``(B, 3, S, S)``) on the
-    case's data, read through the pipeline (or synthetic)."""
+    case's data (or ``stored``, a fine-tuning task's part of it), read through the pipeline (or
+    synthetic)."""
     assert case.batch_size is not None and case.image_size is not None, "unresolved case"
     if case.data == "synthetic":
         return _synthetic(case, model, device, dtype)
     assert case.augment is not None and case.num_workers is not None, "unresolved case"
-    prepared = prepare(load(case))
+    prepared = prepare(stored if stored is not None else load(case))
     train = ImageBatches(prepared, case.image_size, case.augment)
     if case.batch_size > len(train):
         warnings.warn(

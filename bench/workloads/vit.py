@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
 from bench.config import Case
-from bench.workloads import pipeline
+from bench.workloads import data, pipeline, preprocess
 from bench.workloads.catalog import size_of
 from bench.workloads.vision_shapes import NUM_CLASSES, ViTSize
 from bench.workloads.workload import Workload
@@ -34,11 +34,22 @@ def make_model(shape: ViTSize, image_size: int, num_classes: int = NUM_CLASSES) 
     )
 
 
-def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
+# The data as stored, before the pipeline (a fine-tuning task splits it: bench/finetune.py).
+load = preprocess.load
+
+
+def build(
+    case: Case,
+    device: torch.device,
+    dtype: torch.dtype,
+    stored: data.StoredImages | None = None,
+) -> Workload:
     assert case.model_size is not None and case.image_size is not None, "unresolved case"
     shape = size_of("vit", case.model_size)
     assert isinstance(shape, ViTSize)
     torch.manual_seed(case.seed)
     # Built on the CPU, then moved: the same seed gives the same weights on every device.
     model = make_model(shape, case.image_size).to(device=device, dtype=dtype)
-    return pipeline.build(case, model, device, dtype)
+    workload = pipeline.build(case, model, device, dtype, stored)
+    workload.head = "heads.head"  # torchvision's VisionTransformer: heads = Sequential(head=Linear)
+    return workload

@@ -70,14 +70,12 @@ def build(case: Case, device: torch.device, dtype: torch.dtype, splits=None) -> 
         from bench.workloads import gpt
 
         return gpt.build(case, device, dtype, splits)
-    # No fine-tuning task uses the vision workloads yet (catalog: no finetune_tasks).
-    assert splits is None, f"{case.workload} builds from its own data"
     if case.workload == "cnn":
         from bench.workloads import cnn
 
-        return cnn.build(case, device, dtype)
+        return cnn.build(case, device, dtype, splits)
     if case.workload == "vit":
         from bench.workloads import vit
 
-        return vit.build(case, device, dtype)
+        return vit.build(case, device, dtype, splits)
     raise AssertionError(f"unvalidated workload {case.workload!r}")
