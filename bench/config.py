@@ -67,6 +67,7 @@ OPTIMIZER_IMPLS = {
 }
 IMPLS = ("for-loop", "foreach", "fused")
 LOSSES = ("cross-entropy", "mse", "focal")
+POOLINGS = ("sum", "mean")
 LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 COMPILE_SCOPES = ("model", "step")
 COMPILE_CACHES = ("warm", "cold")
@@ -106,12 +107,13 @@ COMPILE_ONLY_KEYS = ("compile_scope", "fullgraph", "dynamic", "compile_cache")
 FINETUNE_STRATEGIES = ("full", "frozen", "lora")
 FINETUNE_ONLY_KEYS = ("finetune_task", "pretrain_steps", "checkpoint")
 LORA_ONLY_KEYS = ("lora_rank", "lora_alpha")
+RECSYS_ONLY_KEYS = ("pooling",)
 DEFAULT_PRETRAIN_STEPS = 300
 DEFAULT_LORA_RANK = 8
 DEFAULT_EVAL_EVERY = 50
 # Held-out metrics a target may name, and which way is better: a loss-like metric is reached at
 # or below its value, accuracy at or above it.
-TARGET_DIRECTIONS = {"accuracy": "max", "loss": "min", "perplexity": "min"}
+TARGET_DIRECTIONS = {"accuracy": "max", "auc": "max", "loss": "min", "perplexity": "min"}
 # Keys of the image data pipeline (bench/workloads/pipeline.py): they apply to the workloads that
 # read images through it, and not to synthetic data, which is made on the device.
 LOADER_KEYS = ("augment", "num_workers", "pin_memory")
@@ -122,7 +124,8 @@ class Case:
     """A fully resolved case. Construct with :meth:`from_dict` (validates and fills defaults)."""
 
     workload: str = "mlp"
-    """Workload family: ``mlp`` or ``gpt`` (``bench list`` shows them)."""
+    """Workload family: ``mlp``, ``gpt``, ``recsys``, ``diffusion``, ``hf-gpt2`` (``bench list``
+    shows them)."""
     model_size: str | int | None = None
     """A named size of the workload, or a target parameter count (``"25M"``, ``"1.5B"``) for which
     the workload chooses depth and width; None means the workload's default size."""
@@ -135,6 +138,8 @@ class Case:
     """Share the token embedding with the output head (``gpt`` only; default True)."""
     activation_checkpointing: bool | None = None
     """Recompute each transformer block's activations in backward (``gpt`` only; default off)."""
+    pooling: Literal["sum", "mean"] | None = None
+    """How ``nn.EmbeddingBag`` pools a bag's rows (``recsys`` only; default ``sum``)."""
     data: str = "auto"
     """Data source; allowed values depend on the workload (``bench list``)."""
     data_path: str | None = None
@@ -184,9 +189,10 @@ class Case:
     """Steps of linear warm-up (``warmup-cosine`` only; default 10)."""
     lr_schedule_steps: int | None = None
     """Length of the cosine; default: every step the case can run (1 + warmup + max_steps)."""
-    loss: Literal["cross-entropy", "mse", "focal"] = "cross-entropy"
+    loss: Literal["cross-entropy", "mse", "focal"] | None = "cross-entropy"
     """Classification loss: cross-entropy, mse on one-hot targets, or focal (``gamma``,
-    ``alpha``)."""
+    ``alpha``). None for workloads with their own objective (``recsys``: binary cross-entropy of
+    clicks; ``diffusion``: noise-prediction MSE)."""
     gamma: float | None = None
     """Focal loss focusing parameter (``focal`` only; default 2, Lin et al. 2017)."""
     alpha: float | None = None
@@ -263,11 +269,13 @@ class Case:
         _choice("data", self.data, info.data, f"allowed for {self.workload}")
         if self.model_size is not None:
             size_of(self.workload, self.model_size)
-        _choice("loss", self.loss, LOSSES)
+        if self.loss is not None:
+            _choice("loss", self.loss, LOSSES)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for key, allowed in (
             ("impl", IMPLS),
             ("compile_scope", COMPILE_SCOPES),
+            ("pooling", POOLINGS),
             ("compile_cache", COMPILE_CACHES),
         ):
             if getattr(self, key) is not None:
@@ -404,6 +412,8 @@ class Case:
             resolved["augment"] = case.augment or "none"
             resolved["num_workers"] = _default(case.num_workers, 0)
             resolved["pin_memory"] = _default(case.pin_memory, False)
+        if case.workload == "recsys":
+            resolved["pooling"] = case.pooling or "sum"
         if case.compile != "eager":
             resolved["compile_scope"] = case.compile_scope or "model"
             resolved["fullgraph"] = _default(case.fullgraph, False)
@@ -441,11 +451,14 @@ class Case:
             ("image_size",): not info.image_pipeline,
             LOADER_KEYS: not info.image_pipeline or self.data == "synthetic",
             ("pin_memory",): self.device != "cuda",
+            RECSYS_ONLY_KEYS: self.workload != "recsys",
+            # A workload with its own objective ignores the classification loss and its knobs.
+            ("loss",): not info.classifier,
             COMPILE_ONLY_KEYS: self.compile == "eager",
             ("nesterov",): self.optimizer != "sgd-momentum",
             ("lr_warmup_steps",): self.lr_schedule != "warmup-cosine",
             ("lr_schedule_steps",): self.lr_schedule == "constant",
-            ("gamma", "alpha"): self.loss != "focal",
+            ("gamma", "alpha"): self.loss != "focal" or not info.classifier,
             FINETUNE_ONLY_KEYS: self.finetune is None,
             LORA_ONLY_KEYS: self.finetune != "lora",
             ("pretrain_steps",): self.checkpoint is not None,

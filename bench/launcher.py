@@ -34,6 +34,8 @@ PRELOAD = [
     "bench.workloads.gpt",
     "bench.workloads.cnn",  # with vit: torchvision.transforms.v2 and the image pipeline
     "bench.workloads.vit",
+    "bench.workloads.recsys",
+    "bench.workloads.diffusion",
     "sklearn.datasets",  # the offline digits: ~1 s to import
     "torchvision.datasets",  # MNIST, looked for by every mlp case with data = "auto"
 ]

@@ -23,6 +23,7 @@ from bench.config import (
     LANGUAGE_ONLY_KEYS,
     LOADER_KEYS,
     LORA_ONLY_KEYS,
+    RECSYS_ONLY_KEYS,
     Case,
     unknown_key_help,
 )
@@ -40,6 +41,8 @@ _NULLABLE = {
     *LORA_ONLY_KEYS,
     *LOADER_KEYS,
     "image_size",
+    *RECSYS_ONLY_KEYS,
+    "loss",
     "nesterov",
     "lr_warmup_steps",
     "lr_schedule_steps",

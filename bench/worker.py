@@ -51,6 +51,14 @@ class TrainModule(nn.Module):
         return self.loss_fn(self.model(x), y)
 
 
+def case_loss(case: Case, workload: Workload):
+    """The loss the case trains on: the suite's classification loss where it applies, else the
+    workload's own objective (``loss`` is None there: clicks' BCE, diffusion's noise MSE)."""
+    if case.loss is None:
+        return workload.loss_fn
+    return build_loss(case.loss, case.gamma, case.alpha)
+
+
 @dataclass
 class Training:
     """A case ready to train: ``step()`` runs one real training step and returns its loss."""
@@ -80,7 +88,7 @@ def prepare(case: Case, device: torch.device) -> Training:
         workload = finetuned.workload
     else:
         workload = build(case, device, policy.param_dtype)
-    module = TrainModule(workload.model, build_loss(case.loss, case.gamma, case.alpha))
+    module = TrainModule(workload.model, case_loss(case, workload))
     step_scope = case.compile_scope == "step"
     train_module = module if step_scope else compiling.wrap(module, case)
     optimizers = build_optimizers(case, workload.model, tensor_lr=step_scope)
@@ -177,7 +185,7 @@ def measure(case: Case) -> dict[str, Any]:
     eval_before, eval_before_s = time_call(evaluate, device) if training.finetuned else (None, 0.0)
     # FLOPs counted once, on the eager model with the case's loss, before the first (compiling)
     # step: never under compile (bench/flops.py).
-    eager = TrainModule(workload.model, build_loss(case.loss, case.gamma, case.alpha))
+    eager = TrainModule(workload.model, case_loss(case, workload))
     autocast, batch = POLICIES[case.precision].autocast(device), workload.next_batch()
     flops_per_evaluation, flop_count_s = time_call(
         lambda: count_step_flops(eager, batch, autocast), device

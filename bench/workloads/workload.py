@@ -15,13 +15,14 @@ class DataInfo:
     """Names the data a record measured, so that two records can be checked to match."""
 
     name: str
-    """Source actually used: mnist, digits, stdlib, text or synthetic."""
+    """Source actually used: mnist, digits, stdlib, text, clicks or synthetic."""
     num_train: int
     """Training examples (tokens for text corpora)."""
     num_val: int
     """Held-out examples (tokens for text corpora)."""
     sha256: str
-    """SHA-256 of the data's content (for synthetic data: of its generating recipe)."""
+    """SHA-256 of the data's content (for synthetic data: of its generating recipe; for the
+    generated click logs: of the generated tensors themselves)."""
     path: str | None = None
     """Where it was read from, if from disk."""
     pipeline: dict[str, Any] | None = None
@@ -36,14 +37,17 @@ class DataInfo:
 class Workload:
     """Everything the worker needs to run training steps of one case.
 
-    ``model(x)`` returns the output that ``loss_fn(output, y)`` turns into a scalar loss.
-    ``next_batch()`` returns ``(x, y)`` already on the device (floating inputs in ``dtype``); it
-    does not synchronise with the device.
+    ``model(x)`` returns the output that ``loss_fn(output, y)`` turns into a scalar loss; the
+    worker trains on ``loss_fn`` where the case's ``loss`` key does not apply (a workload with its
+    own objective, ``catalog.WorkloadInfo.classifier`` False) and on the suite's classification
+    loss otherwise. ``next_batch()`` returns ``(x, y)`` already on the device (floating inputs in
+    ``dtype``); ``x`` may be a tuple of tensors (``recsys``: dense features and item ids;
+    ``diffusion``: noisy images and time steps); it does not synchronise with the device.
     """
 
     model: nn.Module
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    next_batch: Callable[[], tuple[Any, torch.Tensor]]
     evaluate: Callable[[nn.Module], dict[str, float]]
     """Held-out evaluation of a model (eval mode, no grad); keys as in docs/RESULTS.md."""
     samples_per_step: int
@@ -78,4 +82,18 @@ def build(case: Case, device: torch.device, dtype: torch.dtype, splits=None) -> 
         from bench.workloads import vit
 
         return vit.build(case, device, dtype, splits)
+    # The families below have no fine-tuning task (catalog: finetune_tasks is empty), so no splits.
+    assert splits is None, f"{case.workload} builds from its own data"
+    if case.workload == "recsys":
+        from bench.workloads import recsys
+
+        return recsys.build(case, device, dtype)
+    if case.workload == "diffusion":
+        from bench.workloads import diffusion
+
+        return diffusion.build(case, device, dtype)
+    if case.workload == "hf-gpt2":
+        from bench.workloads import hf
+
+        return hf.build(case, device, dtype)
     raise AssertionError(f"unvalidated workload {case.workload!r}")
