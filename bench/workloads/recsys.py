@@ -23,6 +23,7 @@ hot rows for the caches. Either way ``DataInfo.sha256`` hashes the generated ten
 
 import functools
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -226,6 +227,12 @@ def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
     dense = log.dense.to(device=device, dtype=dtype)  # (N, 13)
     ids = log.ids.to(device)  # (N, tables, L)
     labels = log.labels.to(device)  # (N,) float32 whatever the precision: the loss is float32
+    if case.batch_size > n:  # as mlp: the step costs what it costs, but epochs blur
+        warnings.warn(
+            f"batch_size = {case.batch_size} exceeds the {n} training samples of "
+            f"{log.info.name}; batches are drawn with replacement",
+            stacklevel=2,
+        )
     indices = ShuffledBatches(n, case.batch_size, device, case.seed)
 
     def next_batch() -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
