@@ -69,7 +69,9 @@ class Clicks:
     info: DataInfo
 
 
-def zipf_ids(rows: int, shape: tuple[int, ...], s: float, generator: torch.Generator):
+def zipf_ids(
+    rows: int, shape: tuple[int, ...], s: float, generator: torch.Generator
+) -> torch.Tensor:
     """Ids in 0..rows-1 with P(id = k) = (k + 1)^-s / H(rows, s): id 0 is the most popular.
 
     Inverse-CDF sampling: a uniform draw u falls in exactly one interval (cdf[k-1], cdf[k]],
@@ -135,7 +137,10 @@ def synthetic_clicks(
     return Clicks(dense, ids, labels, _info("synthetic", dense, ids, labels, num_train))
 
 
-def _info(name: str, dense, ids, labels, num_train: int) -> DataInfo:
+def _info(
+    name: str, dense: torch.Tensor, ids: torch.Tensor, labels: torch.Tensor, num_train: int
+) -> DataInfo:
+    """Names the log; its SHA-256 is of the tensors' bytes: dense, ids, labels in that order."""
     digest = hashlib.sha256()
     for tensor in (dense, ids, labels):
         digest.update(tensor.contiguous().numpy().tobytes())
