@@ -371,6 +371,8 @@ class Case:
             raise ConfigError("target_metric", self.target_metric, "needs target_value")
         if self.target_metric == "accuracy" and not 0 < self.target_value <= 1:
             raise ConfigError("target_value", self.target_value, "an accuracy: 0 < value <= 1")
+        if self.target_metric == "auc" and not 0 < self.target_value <= 1:
+            raise ConfigError("target_value", self.target_value, "an AUC: 0 < value <= 1")
         if self.target_metric == "perplexity" and self.target_value < 1:
             raise ConfigError("target_value", self.target_value, "a perplexity: value >= 1")
         if self.target_metric == "loss" and self.target_value < 0:

@@ -313,6 +313,15 @@ def test_bad_values_are_one_line_errors(values: dict, message: str) -> None:
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_targets_name_the_workloads_eval_keys() -> None:
+    case = Case.from_dict({"workload": "recsys", "target_metric": "auc", "target_value": 0.7})
+    assert (case.target_metric, case.target_value) == ("auc", 0.7)
+    with pytest.raises(ConfigError, match="an AUC: 0 < value <= 1"):
+        Case.from_dict({"workload": "recsys", "target_metric": "auc", "target_value": 70})
+    with pytest.raises(ConfigError, match="diffusion evaluates: loss"):
+        Case.from_dict({"workload": "diffusion", "target_metric": "accuracy", "target_value": 0.9})
+
+
 def test_hf_without_transformers_is_not_applicable(monkeypatch) -> None:
     from bench.workloads import hf
 
