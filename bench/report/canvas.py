@@ -14,6 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from bench.report.frame import distinguishing_axes  # noqa: E402
+
 DPI = 100
 PANEL_IN = (4.6, 3.4)  # width, height of one panel in inches
 
@@ -29,9 +31,12 @@ class Plot:
     path: Path | None = None
 
 
-def panels(count: int) -> tuple[Any, list[Any]]:
-    fig, axes = plt.subplots(1, count, figsize=(PANEL_IN[0] * count, PANEL_IN[1]), dpi=DPI)
-    return fig, list(np.atleast_1d(axes))
+def panels(count: int, rows: int = 1) -> tuple[Any, list[Any]]:
+    """A figure of ``rows`` x ``count`` panels; the axes row by row."""
+    fig, axes = plt.subplots(
+        rows, count, figsize=(PANEL_IN[0] * count, PANEL_IN[1] * rows), dpi=DPI, squeeze=False
+    )
+    return fig, list(np.ravel(axes))
 
 
 def hue_labels(cases: pd.DataFrame, axes: list[str], exclude: tuple[str, ...]) -> pd.Series | None:
@@ -43,6 +48,12 @@ def hue_labels(cases: pd.DataFrame, axes: list[str], exclude: tuple[str, ...]) -
         lambda row: ", ".join(setting_text(row[a]) for a in others), axis=1
     )
     return labels.rename(", ".join(others))
+
+
+def case_hue(cases: pd.DataFrame, axes: list[str], x: str) -> pd.Series | None:
+    """Labels that, with ``x``, tell every case apart (frame.distinguishing_axes): a figure
+    keyed on ``x`` and these draws each case once and averages none."""
+    return hue_labels(cases, distinguishing_axes(cases, axes, x), ())
 
 
 def setting_text(value: Any) -> str:

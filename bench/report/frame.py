@@ -258,6 +258,32 @@ def varying_axes(frame: pd.DataFrame) -> list[str]:
     return [key for key in axes if (per_suite[key] > 1).any()]
 
 
+def workload_bound_axes(cases: pd.DataFrame, axes: list[str]) -> list[str]:
+    """The axes (``workload`` aside) that take one value per workload in every suite: in a
+    suite of an mlp and a gpt, their model sizes and batch sizes tell nothing that the workload
+    does not. Without a ``workload`` column, those that take one value per suite."""
+    keys = ["suite", "workload"] if "workload" in cases else ["suite"]
+    others = [a for a in axes if a != "workload"]
+    if not others:
+        return []
+    counts = cases.groupby(keys, sort=False, dropna=False)[others].nunique(dropna=False)
+    return [a for a in others if (counts[a] <= 1).all()]
+
+
+def distinguishing_axes(cases: pd.DataFrame, axes: list[str], x: str) -> list[str]:
+    """The axes besides ``x`` that, with ``x``, tell every case of ``cases`` apart, so that a
+    figure keyed on them draws each case once and averages none: ``x``'s own settings (an
+    optimizer's learning rate) and the axes that follow the workload left out where the rest
+    still tell the cases apart; every other axis where they do not; the case id at worst."""
+    others = [a for a in axes if a != x]
+    bound = set(workload_bound_axes(cases, others)) | set(DEPENDENT_KEYS.get(x, ()))
+    simple = [a for a in others if a not in bound]
+    for chosen in (simple, others):
+        if not cases[[x, *chosen]].astype(str).duplicated().any():
+            return chosen
+    return [*others, "case_id"]
+
+
 # Settings that exist only beside some values of an axis (compile_scope and the other compile
 # options are None in eager; each optimizer has its own default learning rate; a strategy only
 # with several processes) cannot tell a case from its reference.

@@ -8,6 +8,7 @@ records do not hold. Figures of training progress (optimizers, fine-tuning, targ
 ``plots_progress``; the shared drawing helpers in ``canvas``.
 """
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from bench.report.frame import (
     scaling_efficiency,
     speedup_vs_reference,
     varying_axes,
+    workload_bound_axes,
 )
 from bench.report.plots_progress import finetune_figure, optimizer_figure, target_figure
 
@@ -285,7 +287,8 @@ def suite_plots(
         plots.append(precision_figure(cases, axes))
     if "batch_size" in axes:
         plots.append(batch_figure(cases, axes))
-    if "model_size" in axes:
+    # Model sizes that differ only with the workload are no sweep over sizes: no curve.
+    if "model_size" in axes and "model_size" not in workload_bound_axes(cases, axes):
         plots.append(model_size_figure(cases, axes))
     if "optimizer" in axes:
         plots.append(optimizer_figure(cases, records, axes))
@@ -302,12 +305,17 @@ def write_plots(plots: list[Plot], directory: Path, prefix: str) -> list[Plot]:
     """Save each figure as ``directory/<prefix>-<name>.png`` and close it."""
     directory.mkdir(parents=True, exist_ok=True)
     for plot in plots:
-        plot.path = directory / f"{_safe(prefix)}-{plot.name}.png"
+        plot.path = directory / f"{safe_name(prefix)}-{plot.name}.png"
         plot.figure.savefig(plot.path, format="png")
         plt.close(plot.figure)
     return plots
 
 
-def _safe(name: str) -> str:
-    """A file-name-safe form of a suite's name (it may hold anything)."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "suite"
+def safe_name(name: str) -> str:
+    """A file-name-safe form of a suite's name (it may hold anything). Where characters had to
+    be replaced, a short hash of the name follows, so that suites "a b" and "a_b" keep files
+    of their own."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    if safe == name and safe:
+        return safe
+    return f"{safe or 'suite'}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"

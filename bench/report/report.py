@@ -58,7 +58,9 @@ def build_report(run_dirs: list[Path], out_dir: Path, console: Console) -> Repor
     _print_faq(faq, console)
     markdown = write_atomic(out_dir / REPORT_FILE, render_markdown_report(suites, faq, missing))
     html = write_atomic(out_dir / HTML_FILE, render_html(suites, faq, missing))
-    figures = [plot.path for _, _, plots in suites for plot in plots if plot.path]
+    # Each file once (names are unique per suite and view: plots.safe_name), as written.
+    paths = dict.fromkeys(plot.path for _, _, plots in suites for plot in plots if plot.path)
+    figures = [path for path in paths if path.is_file()]
     return Report(markdown, html, figures)
 
 
