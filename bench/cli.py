@@ -222,6 +222,14 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from bench.report.report import build_report
     from bench.store import find_latest_runs
 
+    out = args.out or args.results / "report"
+    # Before anything is printed: the nearest part of the path that exists must be a directory.
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserError(
+            f"--out {out}: {existing} is a file, not a directory; "
+            "give a directory (it is created if missing)"
+        )
     run_dirs = [_run_dir_of(arg, args.results) for arg in args.runs]
     if not run_dirs:
         run_dirs = find_latest_runs(args.results)
@@ -230,7 +238,6 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
             f"{args.results}: no runs to report; "
             "run a suite first: bench run suites/compile_vs_eager"
         )
-    out = args.out or args.results / "report"
     report = build_report(run_dirs, out, console)
     console.print(f"report written: {report.markdown}, {report.html}")
     console.print(f"figures: {len(report.figures)} PNG in {out / 'figures'}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.report.metrics import METRIC_PATHS
 
 SCHEMA = 1
 RECORDS = "records.jsonl"
@@ -120,7 +121,38 @@ def _parse_line(file: Path, number: int, line: bytes) -> dict[str, Any]:
     metrics = record.get("metrics") or {}
     if record["status"] == "ok" and not ("step_time_s" in metrics or "max_batch_size" in metrics):
         raise UserError(f"{where} an ok record without metrics.step_time_s")
+    _check_types(where, record)
     return record
+
+
+def _check_types(where: str, record: dict[str, Any]) -> None:
+    """The fields readers rely on hold their types: ``flags`` a list of strings, ``metrics`` an
+    object whose figures read by the report, export and estimate (bench/report/metrics.py) are
+    numbers or null, under objects."""
+    flags = record.get("flags")
+    if flags is not None and not (
+        isinstance(flags, list) and all(isinstance(f, str) for f in flags)
+    ):
+        raise UserError(f"{where} flags is {_short(flags)}, not a list of strings")
+    metrics = record.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise UserError(f"{where} metrics is {_short(metrics)}, not an object")
+    for path in METRIC_PATHS.values():
+        value: Any = metrics or {}
+        for depth, key in enumerate(path, start=1):
+            value = value.get(key)
+            name = "metrics." + ".".join(path[:depth])
+            if value is None:
+                break
+            if depth < len(path) and not isinstance(value, dict):
+                raise UserError(f"{where} {name} is {_short(value)}, not an object")
+            if depth == len(path) and not isinstance(value, int | float):  # a bool is an int
+                raise UserError(f"{where} {name} is {_short(value)}, not a number")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def status_summary(records: list[dict[str, Any]]) -> str:
