@@ -16,9 +16,11 @@ Torch- and pandas-free (it answers at once). The method:
   optimizer state (16 for mixed-precision Adam, the reference of Rajbhandari et al. 2020, ZeRO,
   section 3.1: 2 + 2 + 12), and for each optimizer and precision measured here its own (weights
   and gradients in the precision's parameter dtype, plus ``metrics.optimizer.state_bytes`` per
-  parameter); plus activations when the shape is given: 34·T·b·d bytes per layer (Korthikanti et
-  al. 2022, equation 1, 16-bit activations without recomputation; the 5·H·T²·b term of the
-  attention scores is left out, as fused attention kernels do not store them).
+  parameter the optimizer updates: ``metrics.trainable_params`` where a record has it, as a
+  frozen or LoRA fine-tune keeps state for those only); plus activations when the shape is
+  given: 34·T·b·d bytes per layer (Korthikanti et al. 2022, equation 1, 16-bit activations
+  without recomputation; the 5·H·T²·b term of the attention scores is left out, as fused
+  attention kernels do not store them).
 """
 
 import json
@@ -109,11 +111,14 @@ def measured_from_records(records: list[dict[str, Any]]) -> Measured:
         energy = (metrics.get("gpu") or {}).get("energy_per_step_j")
         if energy and flops.get("per_step"):
             joules.append(energy / flops["per_step"])
+        # Optimizer state per parameter it updates: a frozen or LoRA fine-tune holds state for
+        # its trainable parameters only, and training a model from scratch updates them all.
         state_bytes = (metrics.get("optimizer") or {}).get("state_bytes")
-        if state_bytes is not None and metrics.get("num_params"):
+        trained = metrics.get("trainable_params") or metrics.get("num_params")
+        if state_bytes is not None and trained:
             config = r.get("config") or {}
             key = (str(config.get("optimizer")), str(config.get("precision")))
-            state.setdefault(key, []).append(state_bytes / metrics["num_params"])
+            state.setdefault(key, []).append(state_bytes / trained)
     if mfus:
         # The case that trained fastest here (highest achieved FLOP/s = MFU x its peak): not the
         # highest MFU, which a low peak (a CPU's emulated bf16) can make high on a slow step.

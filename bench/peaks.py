@@ -169,6 +169,8 @@ def peak_by_name(name: str, dtype: str) -> tuple[Peak | None, str | None]:
     """Like :func:`gpu_peak`, but ``name`` may also be a table entry's own name ("H100 SXM",
     "V100 SXM2"), as a person types it rather than as NVML prints it."""
     typed = " ".join(name.split()).lower()
+    if not typed:  # "" would be a prefix of every name
+        return None, f"no peak for {name!r} in the table (bench/peaks.py)"
     for entry in _TABLE:
         if entry.device.lower() == typed:
             return gpu_peak_of(entry, dtype)
