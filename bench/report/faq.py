@@ -21,7 +21,13 @@ from bench.report.format import (
     format_rate,
     format_setting,
 )
-from bench.report.frame import break_even_steps, eval_columns, peak_memory_bytes, varying_axes
+from bench.report.frame import (
+    break_even_steps,
+    distinguishing_axes,
+    eval_columns,
+    peak_memory_bytes,
+    varying_axes,
+)
 from bench.report.tables import TableView
 
 
@@ -104,10 +110,11 @@ def compute_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSect
 def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSection:
     section = FaqSection(
         "How to choose an optimizer?",
-        "Per optimizer, same model, data, seed and steps: time and steps until the training "
-        "loss first reached the lowest loss every optimizer reached (read from the loss "
-        "readings and the measured step times; a suite's own metrics.target where it has one), "
-        "the final loss, the optimizer state, the step time.",
+        "Per optimizer, same model, data, seed and steps: time and steps until the suite's own "
+        "target (metrics.target) where it sets one, else until the training loss first reached "
+        "the lowest loss every case reached (from the loss readings and the measured step "
+        "times); the final loss, the optimizer state, the step time. The table's title names "
+        "the target.",
     )
     suites = [
         s for s, cases in agg.groupby("suite", sort=False) if "optimizer" in varying_axes(cases)
@@ -118,18 +125,30 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
     for suite in suites:
         cases = agg[agg["suite"] == suite]
         section.runs += _runs(cases)
-        suite_records = [r for r in records if r.get("suite") == suite]
-        curves = loss_curves(suite_records, ["optimizer"])
-        target = common_loss_target(curves)
-        times = time_to_loss(curves, target) if target is not None else None
+        axes = varying_axes(cases)
+        # The other settings that tell cases apart (a workload), the optimizer's own lr aside.
+        others = distinguishing_axes(cases, axes, "optimizer")
+        own = _suite_target(cases)
+        if own is None:  # no metrics.target: the lowest loss every case reached
+            suite_records = [r for r in records if r.get("suite") == suite]
+            curves = loss_curves(suite_records, ["optimizer"])
+            target = common_loss_target(curves)
+            times = time_to_loss(curves, target) if target is not None else None
+            where = f"loss {target:.4g}" if target is not None else "a common loss (none)"
+        else:  # every row from metrics.target: one target for the whole column
+            where = f"{own} (the suite's metrics.target)"
         rows = []
         for case in cases.itertuples():
-            own = not math.isnan(case.time_to_target_s)
-            t = case.time_to_target_s if own else _at(times, case.case_id, "time_to_target_s")
-            steps = case.steps_to_target if own else _at(times, case.case_id, "steps_to_target")
+            if own is None:
+                t = _at(times, case.case_id, "time_to_target_s")
+                steps = _at(times, case.case_id, "steps_to_target")
+            else:
+                t, steps = case.time_to_target_s, case.steps_to_target
             rows.append(
                 [
-                    format_setting(case.optimizer),
+                    " ".join([format_setting(case.optimizer), _label(case, others)])
+                    if others
+                    else format_setting(case.optimizer),
                     str(case.status),
                     format_number(t, ".3g"),
                     format_number(steps, ".0f"),
@@ -138,7 +157,6 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
                     MISSING if math.isnan(case.step_time_s) else format_duration(case.step_time_s),
                 ]
             )
-        where = f"loss {target:.4g}" if target is not None else "target"
         section.tables.append(
             TableView(
                 f"{suite}: optimizers to {where}",
@@ -156,6 +174,20 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
             )
         )
     return section
+
+
+def _suite_target(cases: pd.DataFrame) -> str | None:
+    """The suite's target as "metric value" (its settings target_metric and target_value),
+    several joined where cases differ; None when no case has one."""
+    if "target_metric" not in cases or not cases["target_metric"].notna().any():
+        return None
+    values = cases["target_value"] if "target_value" in cases else pd.Series(None, cases.index)
+    pairs = dict.fromkeys(
+        f"{metric} {format_setting(value)}"
+        for metric, value in zip(cases["target_metric"], values)
+        if isinstance(metric, str)
+    )
+    return ", ".join(pairs)
 
 
 def _at(times: pd.DataFrame | None, case_id: str, column: str) -> float:
@@ -278,8 +310,8 @@ def challenges_section(agg: pd.DataFrame) -> FaqSection:
         )
     else:
         section.missing.append(
-            "any suite (e.g. suites/batch_size.toml) with a bench that records "
-            "metrics.data_wait_fraction: no record here measures data-loading stalls"
+            "suites/data_pipeline.toml: no record here holds metrics.data_wait_fraction "
+            "(the share of step time spent waiting for data)"
         )
     amp = agg[agg["amp_skipped_steps"].notna()]
     flagged = agg[agg["flags"].fillna("").str.contains("loss_not_finite")]
