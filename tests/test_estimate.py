@@ -158,6 +158,7 @@ def test_cli_uses_the_mfu_measured_in_results(bench, tmp_path):
         (["--params", "1B", "--mfu", "0.4", "--gpu", "H200", "--seq-len", "64"], "go together"),
         (["--params", "1B", "--mfu", "0.4", "--gpu", "h100"], "it names H100 NVL, H100 PCIe"),
         (["--params", "1B", "--gpu", "Voodoo5"], "--gpu 'Voodoo5': unknown GPU"),
+        (["--params", "1B", "--mfu", "0.4", "--gpu", ""], "--gpu '': unknown GPU; allowed: H200"),
         (["--params", "1B"], "pass --mfu"),
         (["--params", "1B", "--mfu", "0.4"], "needs a peak: pass --gpu NAME"),
     ],
