@@ -72,6 +72,10 @@ LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 COMPILE_SCOPES = ("model", "step")
 COMPILE_CACHES = ("warm", "cold")
 DEVICES = ("cpu", "cuda")
+STRATEGIES = ("ddp", "fsdp")
+# Optimizers whose step FSDP2 cannot drive: LBFGS re-evaluates the model through a closure and
+# flattens every parameter into one vector, which a sharded DTensor parameter does not allow.
+FSDP_UNSUPPORTED_OPTIMIZERS = ("lbfgs",)
 # Learning rates used when a suite names none: torch's own default for Adam/AdamW; 0.01 for SGD,
 # the value the tutorial trains its MLP with.
 # Others: torch's defaults (Adagrad, RMSprop 0.01; Adafactor 0.01; Muon 0.02 as in torch.optim;
@@ -231,6 +235,17 @@ class Case:
     """Evaluate on held-out data every this many measured steps (default 50 with a target;
     none without): a quality curve, and the resolution of steps-to-target. Evaluation time is in
     no step time and not in time-to-target."""
+    nproc: int = 1
+    """Processes (ranks) per node. More than one launches the case through torchrun, one rank
+    per process (one GPU each on CUDA; gloo on CPU, NCCL on CUDA). ``batch_size`` is per rank:
+    a step trains on nproc x nnodes x batch_size samples (docs/DISTRIBUTED.md)."""
+    nnodes: int = 1
+    """Nodes the case spans (torchrun's ``--nnodes``); where they meet is set with ``bench run
+    --rdzv-endpoint`` (not part of the case: it says where to run, not what is measured)."""
+    strategy: Literal["ddp", "fsdp"] | None = None
+    """Data parallelism across ranks: ``ddp`` (DistributedDataParallel) or ``fsdp`` (FSDP2
+    ``fully_shard``, parameters, gradients and optimizer state sharded). None (and only None)
+    with one rank; default ``ddp`` with more."""
     device: Literal["cpu", "cuda"] = "cpu"
     """Device the case runs on; set by ``bench run --device``, not by suites."""
 
@@ -280,6 +295,10 @@ class Case:
         ):
             if getattr(self, key) is not None:
                 _choice(key, getattr(self, key), allowed)
+        for key in ("nproc", "nnodes"):
+            _number(key, getattr(self, key), integer=True, bound="positive")
+        if self.strategy is not None:
+            _choice("strategy", self.strategy, STRATEGIES)
         if self.batch_size != "max":
             _number("batch_size", self.batch_size, integer=True, bound="positive", optional=True)
         if self.augment is not None:
@@ -328,6 +347,13 @@ class Case:
             )
         if self.data == "text" and self.data_path is None:
             raise ConfigError("data", self.data, "needs data_path (the text file to train on)")
+        if self.world_size > 1 and self.batch_size == "max":
+            raise ConfigError(
+                "batch_size",
+                self.batch_size,
+                f"'max' probes one process; with nproc x nnodes = {self.world_size} ranks give "
+                "a number (per rank)",
+            )
         self._check_finetune(info)
         self._check_target(info)
 
@@ -377,6 +403,11 @@ class Case:
             raise ConfigError("target_value", self.target_value, "a perplexity: value >= 1")
         if self.target_metric == "loss" and self.target_value < 0:
             raise ConfigError("target_value", self.target_value, "a loss: value >= 0")
+
+    @property
+    def world_size(self) -> int:
+        """Ranks of the case: processes per node times nodes."""
+        return self.nproc * self.nnodes
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Case":
@@ -428,6 +459,8 @@ class Case:
             resolved["lr_schedule_steps"] = case.lr_schedule_steps or (
                 1 + case.warmup_steps + case.max_steps
             )
+        if case.world_size > 1:
+            resolved["strategy"] = case.strategy or "ddp"
         if case.loss == "focal":
             resolved["gamma"] = _default(case.gamma, 2.0)
             resolved["alpha"] = _default(case.alpha, 0.25)
@@ -464,6 +497,7 @@ class Case:
             FINETUNE_ONLY_KEYS: self.finetune is None,
             LORA_ONLY_KEYS: self.finetune != "lora",
             ("pretrain_steps",): self.checkpoint is not None,
+            ("strategy",): self.world_size == 1,
         }
         return [key for keys, applies_not in rules.items() if applies_not for key in keys]
 
@@ -500,6 +534,17 @@ class Case:
             )
         if self.optimizer == "lbfgs" and self.precision == "amp-fp16":
             return "amp-fp16's GradScaler cannot drive lbfgs, which steps through a closure"
+        if self.strategy == "fsdp" and self.optimizer in FSDP_UNSUPPORTED_OPTIMIZERS:
+            return (
+                f"fsdp shards parameters, and {self.optimizer} steps through a closure over one "
+                "flat vector of every parameter; use strategy = 'ddp'"
+            )
+        if self.world_size > 1 and self.compile_scope == "step":
+            return (
+                "compile_scope = 'step' compiles the optimizer step with the model; under "
+                f"{self.strategy} the gradient communication runs inside backward hooks that "
+                "bench does not compile: use compile_scope = 'model'"
+            )
         if self.compile_scope == "step" and self.fullgraph:
             return (
                 "compile_scope = 'step' breaks the graph at loss.backward(); fullgraph = true "

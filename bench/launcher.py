@@ -22,6 +22,7 @@ from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
+from bench import torchrun
 from bench.config import Case
 
 LOG_TAIL_LINES = 20
@@ -55,10 +56,13 @@ class Job:
 
 
 class Launcher:
-    """Runs jobs in processes forked from one fork server (started on first use)."""
+    """Runs jobs in processes forked from one fork server (started on first use); a case with
+    more than one rank through torchrun (bench/torchrun.py), itself started from the fork server
+    so that it is isolated and reaped like any worker."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, placement: torchrun.Placement | None = None):
         self.run_dir = run_dir
+        self.placement = placement or torchrun.Placement()
         self._context = multiprocessing.get_context("forkserver")
         # Everything a case imports, paid once per sweep instead of once per case.
         self._context.set_forkserver_preload(PRELOAD)
@@ -75,8 +79,33 @@ class Launcher:
         """Run one job to its end and return the worker's result, with ``timing`` filled in."""
         result_path = self.run_dir / "logs" / f"{job.name}.result.json"
         log_path = self.run_dir / "logs" / f"{job.name}.log"
+        if job.case.world_size > 1:
+            return self._run_torchrun(job, result_path, log_path)
         args = (job.case.to_dict(), str(result_path), str(log_path))
         return self._call(_run_worker, args, result_path, log_path, job.case.timeout_s)
+
+    def _run_torchrun(self, job: Job, result_path: Path, log_path: Path) -> dict[str, Any]:
+        """torchrun with one process per rank; its own output goes to the job's log, each
+        rank's to ``<job>.rankN.log``."""
+        log_dir = result_path.parent
+        case_path = log_dir / f"{job.name}.case.json"
+        case_path.write_text(json.dumps(job.case.to_dict()))
+        for stale in log_dir.glob(f"{job.name}.rank*.error.json"):
+            stale.unlink()  # left by a killed attempt of a resumed run
+        paths = {"case": case_path, "result": result_path}
+
+        def explain(result: dict[str, Any], exitcode: int | None) -> dict[str, Any]:
+            if result["status"] == "timeout":
+                reason = torchrun.timeout_reason(job.case, log_dir, job.name)
+                return {"status": "timeout", "reason": reason}
+            return torchrun.failure(job.case, log_dir, job.name, log_path, exitcode)
+
+        args = (job.case, self.placement, job.name, paths, str(log_path))
+        result = self._call(
+            _exec_torchrun, args, result_path, log_path, job.case.timeout_s, explain
+        )
+        case_path.unlink(missing_ok=True)
+        return result
 
     def _call(
         self,
@@ -85,7 +114,10 @@ class Launcher:
         result_path: Path,
         log_path: Path,
         timeout_s: float,
+        explain: Callable[[dict[str, Any], int | None], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """Run ``target(*args, launched)`` in a forked process; its result file, or a failure.
+        ``explain`` rewrites a failure's status and reason (torchrun's, per rank)."""
         launched = time.time()
         # Not daemonic: multiprocessing forbids a daemonic process children of its own, and a
         # case's DataLoader forks its workers. The finally below reaps the worker and its group
@@ -97,10 +129,13 @@ class Launcher:
             timed_out = process.is_alive()
         finally:
             # Always reap the worker's process group: on a timeout, on Ctrl-C, and after a normal
-            # exit too (inductor's compile workers outlive a worker that exits with os._exit).
-            _kill_group(process.pid)
+            # exit too (inductor's compile workers outlive a worker that exits with os._exit);
+            # and the groups of its descendants (torchrun's ranks run in sessions of their own).
+            if process.pid is not None:
+                torchrun.kill_tree(process.pid)
             process.join()
         wall_s = time.time() - launched
+        from_worker = not timed_out and result_path.exists()
         if timed_out:
             result = {
                 "status": "timeout",
@@ -111,6 +146,8 @@ class Launcher:
             result_path.unlink()
         else:
             result = {"status": "error", "reason": _exit_reason(process.exitcode, log_path)}
+        if explain is not None and not from_worker:
+            result = explain(result, process.exitcode)
         timing = result.setdefault("timing", {})
         timing["wall_s"] = wall_s
         if all(key in timing for key in MEASURED_PHASES):
@@ -152,20 +189,32 @@ def _run_worker(*args: Any) -> None:
     worker.main(*args)
 
 
+def _exec_torchrun(
+    case: Case,
+    placement: "torchrun.Placement",
+    job_name: str,
+    paths: dict[str, Path],
+    log_path: str,
+    launched_at: float,
+) -> None:
+    """Become torchrun: exec keeps this process's group and its death with the fork server."""
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    env = dict(os.environ)
+    # torchrun sets 1 thread per rank unless told; the worker sets torch's threads itself, and
+    # OpenMP's count should agree with it.
+    threads = case.threads or max(1, len(os.sched_getaffinity(0)) // case.nproc)
+    env["OMP_NUM_THREADS"] = str(threads)
+    cmd = torchrun.command(case, placement, job_name, paths, launched_at)
+    os.execve(sys.executable, cmd, env)
+
+
 def _write_env(repo: str, result_path: str, launched_at: float) -> None:
     from bench.env import collect
     from bench.store import write_json
 
     write_json(Path(result_path), collect(Path(repo)))
-
-
-def _kill_group(pid: int | None) -> None:
-    if pid is None:
-        return
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is gone already (or never formed: the worker died before setpgrp)
 
 
 def _exit_reason(exitcode: int | None, log_path: Path) -> str:

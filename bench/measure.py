@@ -24,7 +24,7 @@ that the window also measures how long each step waited for its data.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -110,12 +110,15 @@ def run_window(
     loss_device: torch.device,
     evaluation: PeriodicEval | None = None,
     fetch: Callable[[], tuple] = tuple,
+    agree: Callable[[Any], Any] | None = None,
 ) -> WindowResult:
     """Run ``step(*fetch())`` (one training step on one batch, returning its loss) until the stop
     rule says so. ``fetch`` returns the step's batch on the device (by default nothing: ``step``
     then gets its own data).
 
-    ``window_s`` and the clock of the stop rule leave out the time of the evaluations."""
+    ``window_s`` and the clock of the stop rule leave out the time of the evaluations.
+    ``agree`` (distributed cases) returns rank 0's value on every rank: rank 0 decides when the
+    window stops, so that no rank stops while another waits for it in a collective."""
     times: list[float] = []
     # Per block: (steps done, loss summed on the device, steps summed). Read after the window.
     blocks: list[tuple[int, torch.Tensor, int]] = []
@@ -143,7 +146,10 @@ def run_window(
             # time is known first, so the training time so far is exact.
             times += timer.finish()
             pause_start = wall()
-            if evaluation.run(issued, sum(times)):
+            reached = evaluation.run(issued, sum(times))
+            if agree is not None:
+                reached = agree(reached)
+            if reached:
                 reason = "target"
             paused_s += wall() - pause_start
             if reason is not None:
@@ -152,6 +158,8 @@ def run_window(
             times += timer.collect()
         elapsed_s = wall() - start - paused_s
         reason, narrow_before = stop_reason(policy, times, issued, elapsed_s, narrow_before)
+        if agree is not None:
+            reason = agree(reason)
     times += timer.finish()
     window_s = wall() - start - paused_s
     losses = [(done, to_host(loss_sum) / count) for done, loss_sum, count in blocks]

@@ -49,7 +49,7 @@ class Optimizers:
             for state in optimizer.state.values():
                 for value in state.values():
                     tensors = value if isinstance(value, list) else [value]
-                    total += sum(t.nbytes for t in tensors if isinstance(t, torch.Tensor))
+                    total += sum(_local(t).nbytes for t in tensors if isinstance(t, torch.Tensor))
         return total
 
     @property
@@ -112,3 +112,10 @@ def _hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
             seen.add(id(weight))
             hidden.append(weight)
     return hidden
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """The part of a tensor this process holds: an FSDP-sharded state's shard, not the whole
+    (a DTensor's ``nbytes`` is the global size)."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local() if callable(to_local) else tensor

@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -35,6 +35,9 @@ from bench.target import QualityTracker
 from bench.telemetry.window import WindowTelemetry
 from bench.timing import epoch, step_timer, time_call, to_host, wall
 from bench.workloads.workload import Workload, build
+
+if TYPE_CHECKING:
+    from bench.distributed import Ranks
 
 ERROR_TAIL_LINES = 20
 
@@ -77,8 +80,13 @@ class Training:
     """A fine-tuning case's pretraining phase and strategy (bench/finetune.py); else None."""
 
 
-def prepare(case: Case, device: torch.device) -> Training:
-    """Build the case's data, model, loss, optimizer, schedule, precision and compile wrapper."""
+def prepare(
+    case: Case, device: torch.device, wrap: Callable[[nn.Module], nn.Module] | None = None
+) -> Training:
+    """Build the case's data, model, loss, optimizer, schedule, precision and compile wrapper.
+
+    ``wrap`` (DDP or FSDP, bench/distributed.py) wraps the model and loss before compiling and
+    before the optimizer is built, so that the optimizer holds the parameters it trains."""
     policy = POLICIES[case.precision]
     policy.apply()
     torch.manual_seed(case.seed)
@@ -88,7 +96,9 @@ def prepare(case: Case, device: torch.device) -> Training:
         workload = finetuned.workload
     else:
         workload = build(case, device, policy.param_dtype)
-    module = TrainModule(workload.model, case_loss(case, workload))
+    module: nn.Module = TrainModule(workload.model, case_loss(case, workload))
+    if wrap is not None:
+        module = wrap(module)
     step_scope = case.compile_scope == "step"
     train_module = module if step_scope else compiling.wrap(module, case)
     optimizers = build_optimizers(case, workload.model, tensor_lr=step_scope)
@@ -157,10 +167,14 @@ def prepare(case: Case, device: torch.device) -> Training:
     return Training(workload, step, train, optimizers, counters, scaler, finetuned)
 
 
-def measure(case: Case) -> dict[str, Any]:
-    """Run the case's training steps and return ``runtime``, ``metrics``, ``samples``, ``flags``."""
-    device = torch.device(case.device)
-    threads = case.threads or len(os.sched_getaffinity(0))
+def measure(case: Case, ranks: "Ranks | None" = None) -> dict[str, Any]:
+    """Run the case's training steps and return ``runtime``, ``metrics``, ``samples``, ``flags``.
+
+    ``ranks``: this process's place in a distributed case (bench/distributed.py): its device, the
+    model wrapper, and the agreement that keeps every rank's window the same length."""
+    device = ranks.device if ranks else torch.device(case.device)
+    # The node's cores shared among its ranks (an oversubscribed CPU slows every rank down).
+    threads = case.threads or max(1, len(os.sched_getaffinity(0)) // case.nproc)
     torch.set_num_threads(threads)
     if device.type == "cuda" and not torch.cuda.is_available():
         return {"status": "skipped", "reason": "no CUDA device is available to this process"}
@@ -170,7 +184,7 @@ def measure(case: Case) -> dict[str, Any]:
 
     setup_start = wall()
     try:
-        training = prepare(case, device)
+        training = prepare(case, device, ranks.wrap if ranks else None)
     except NotApplicable as error:
         return {"status": "skipped", "reason": str(error)}
     workload, step = training.workload, training.step
@@ -208,6 +222,9 @@ def measure(case: Case) -> dict[str, Any]:
     memory = PeakMemory(device)
     memory.reset()
     frames_before_window = compiling.frames_compiled()
+    steps_per_block = block_steps(step_estimate_s)
+    if ranks:
+        steps_per_block = ranks.agree(steps_per_block)  # rank 0's, so that blocks line up
     telemetry.start()
     window = run_window(
         training.train,
@@ -220,10 +237,11 @@ def measure(case: Case) -> dict[str, Any]:
             case.ci_target,
             until_target=case.target_metric is not None,
         ),
-        block_steps(step_estimate_s),
+        steps_per_block,
         device,
         periodic,
         fetch=workload.next_batch,
+        agree=ranks.agree if ranks else None,
     )
     telemetry.stop()
     flags = []
