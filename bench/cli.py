@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="order of cases within each round of repeats",
     )
     run.add_argument("--seed", type=int, default=0, help="seed of --order random")
+    _add_distributed_options(run)
 
     report = commands.add_parser(
         "report", help="tables, figures, FAQ: report.md and a self-contained report.html"
@@ -93,6 +94,101 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--json", action="store_true")
     _add_gating_commands(commands)
     return parser
+
+
+def _add_distributed_options(run: argparse.ArgumentParser) -> None:
+    """Where cases run: a multi-node rendezvous, or Slurm jobs (docs/DISTRIBUTED.md)."""
+    from bench.executors import EXECUTORS
+
+    run.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: this machine; slurm: each (case, repeat) a Slurm job (submitit); "
+        "submitit-local: those jobs on this machine",
+    )
+    where = run.add_argument_group("multi-node cases (nnodes > 1), local executor")
+    where.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's rendezvous")
+    where.add_argument("--rdzv-backend", choices=("c10d", "static"), default="c10d")
+    where.add_argument("--node-rank", type=int, help="this node's rank (static rendezvous)")
+    where.add_argument("--rdzv-id", default="bench", help="prefix of each case's rendezvous id")
+    slurm = run.add_argument_group("--executor slurm")
+    slurm.add_argument("--slurm-partition")
+    slurm.add_argument("--slurm-account")
+    slurm.add_argument("--slurm-gpus-per-node", type=int, help="default: nproc on cuda")
+    slurm.add_argument("--slurm-cpus-per-task", type=int)
+    slurm.add_argument("--slurm-time", type=int, metavar="MIN", help="default: timeout_s + 5 min")
+    slurm.add_argument("--slurm-max-parallel", type=int, metavar="N", help="jobs queued at once")
+    slurm.add_argument(
+        "--slurm-setup", action="append", default=[], metavar="LINE", help="shell line (repeat)"
+    )
+    slurm.add_argument(
+        "--slurm-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another sbatch option, e.g. constraint=h100 (repeatable)",
+    )
+    slurm.add_argument("--slurm-rdzv-port", type=int, default=29500, metavar="PORT")
+
+
+def _where(args: argparse.Namespace, cases: list) -> tuple[Any, Any]:
+    """The placement and Slurm options of ``bench run``, checked against the executor."""
+    from bench.executors import SlurmOptions
+    from bench.torchrun import Placement
+
+    rdzv_given = [
+        name
+        for name, value, default in (
+            ("--rdzv-endpoint", args.rdzv_endpoint, None),
+            ("--rdzv-backend", args.rdzv_backend, "c10d"),
+            ("--node-rank", args.node_rank, None),
+            ("--rdzv-id", args.rdzv_id, "bench"),
+        )
+        if value != default
+    ]
+    slurm_given = [
+        name
+        for name, value in vars(args).items()
+        if name.startswith("slurm_") and value not in (None, [], 29500)
+    ]
+    if args.executor == "local" and slurm_given:
+        options = ", ".join("--" + name.replace("_", "-") for name in slurm_given)
+        raise UserError(f"{options}: only with --executor slurm")
+    if args.executor != "local" and rdzv_given:
+        raise UserError(
+            f"{', '.join(rdzv_given)}: with --executor {args.executor}, each job finds its "
+            "nodes itself (submitit's job environment); give these with --executor local only"
+        )
+    if rdzv_given and max(case.nnodes for case in cases) == 1:
+        warnings.warn(
+            f"{', '.join(rdzv_given)} has no effect: no case has nnodes > 1", stacklevel=1
+        )
+    for name in ("slurm_gpus_per_node", "slurm_cpus_per_task", "slurm_time", "slurm_max_parallel"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UserError(f"--{name.replace('_', '-')} {value}: must be a positive integer")
+    params = {}
+    for text in args.slurm_param:
+        key, sep, value = text.partition("=")
+        if not key or not sep:
+            raise UserError(f"--slurm-param {text!r}: give KEY=VALUE, e.g. constraint=h100")
+        params[key] = value
+    placement = Placement(args.rdzv_endpoint, args.rdzv_backend, args.node_rank, args.rdzv_id)
+    if args.executor == "local":
+        placement.check(cases)
+    slurm = SlurmOptions(
+        partition=args.slurm_partition,
+        account=args.slurm_account,
+        gpus_per_node=args.slurm_gpus_per_node,
+        cpus_per_task=args.slurm_cpus_per_task,
+        time_min=args.slurm_time,
+        max_parallel=args.slurm_max_parallel,
+        setup=list(args.slurm_setup),
+        params=params,
+        rdzv_port=args.slurm_rdzv_port,
+    )
+    return placement, slurm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,10 +237,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         overrides["repeats"] = args.repeats
     device = _resolve_device(args.device)
     cases = suites.expand(suite, device, overrides)
+    placement, slurm = _where(args, cases)
     if args.dry_run:
         _print_cases(suite, cases, device, overrides, console)
         return 0
-    options = runner.RunOptions(device, overrides, args.order, args.seed)
+    options = runner.RunOptions(
+        device, overrides, args.order, args.seed, args.executor, slurm, placement
+    )
     run_dir = runner.create_run(args.out, suite, cases, options)
     console.print(f"run {run_dir}: {_count(cases)} on {device}")
     return _execute(run_dir, console, resumed=False)
@@ -526,7 +625,9 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
             f"{suite.path}: no case in common with baseline {args.baseline!r} (the suite or its "
             f"settings changed since it was saved); save a new one: bench baseline save NAME RUN"
         )
-    options = runner.RunOptions(device, overrides, args.order, args.seed)
+    options = runner.RunOptions(
+        device, overrides, args.order, args.seed, args.executor, slurm, placement
+    )
     run_dir = runner.create_run(args.out, suite, cases, options)
     console.print(f"gate: run {run_dir}: {_count(cases)} on {device}, then compare")
     if _execute(run_dir, console, resumed=False) == EXIT_INTERRUPTED:

@@ -7,7 +7,7 @@ instead of biasing one. The run directory's manifest holds everything needed to 
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from itertools import combinations
 from pathlib import Path
@@ -17,11 +17,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import bench
-from bench import maxbatch
+from bench import executors
 from bench.config import RUN_LENGTH_KEYS, Case, varying_keys
 from bench.env import relevant_env_vars
 from bench.errors import UserError
-from bench.launcher import Job, Launcher
+from bench.executors import SlurmOptions
+from bench.launcher import Job
 from bench.statistics import median, relative_spread
 from bench.store import (
     ENV,
@@ -36,6 +37,7 @@ from bench.store import (
     write_json,
 )
 from bench.suite import Suite
+from bench.torchrun import Placement
 
 Order = Literal["interleaved", "random"]
 PROJECT_ROOT = Path(bench.__file__).resolve().parent.parent
@@ -47,6 +49,11 @@ class RunOptions:
     overrides: dict[str, Any]
     order: Order = "interleaved"
     seed: int = 0
+    executor: str = "local"
+    """``local``, ``slurm`` or ``submitit-local`` (bench/executors.py)."""
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    placement: Placement = field(default_factory=Placement)
+    """Where a multi-node case's ranks meet (bench/torchrun.py)."""
 
 
 def create_run(results: Path, suite: Suite, cases: list[Case], options: RunOptions) -> Path:
@@ -63,6 +70,9 @@ def create_run(results: Path, suite: Suite, cases: list[Case], options: RunOptio
             "overrides": options.overrides,
             "order": options.order,
             "seed": options.seed,
+            "executor": options.executor,
+            "slurm": asdict(options.slurm),
+            "placement": options.placement.to_dict(),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "cases": [case.to_dict() for case in cases],
         },
@@ -94,17 +104,14 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
         if (job.case.id, job.repeat) not in done
     ]
     labels = case_labels(cases)
-    launcher = Launcher(run_dir)
-    env = launcher.collect_env(PROJECT_ROOT)
-    if "status" in env:  # the probe itself failed: the cases would too
-        raise RuntimeError(f"cannot start a worker process: {env.get('reason')}")
-    # As the user set them: libraries imported in the worker set some of their own.
-    env["env_vars"] = relevant_env_vars(os.environ)
+    # Runs from before these keys were recorded ran here.
+    placement = Placement(**manifest.get("placement", {}))
+    slurm = SlurmOptions(**manifest.get("slurm", {}))
+    executor = executors.create(manifest.get("executor", "local"), run_dir, placement, slurm)
+    env = executor.collect_env(PROJECT_ROOT)
+    if env is not None:
+        _record_env(run_dir, env)
     _warn_if_busy(console)
-    if (run_dir / ENV).exists():
-        check_same_environment(read_json(run_dir / ENV), env, run_dir)
-    else:
-        write_json(run_dir / ENV, env)
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -115,35 +122,64 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
     )
     with RecordWriter(run_dir) as writer, Progress(*columns, console=console) as progress:
         task = progress.add_task("starting", total=len(jobs))
-        for index, job in enumerate(jobs, start=1):
-            label = f"{labels[job.case.id]} r{job.repeat}"
-            progress.update(task, description=f"[{index}/{len(jobs)}] {label}")
-            load_1m = os.getloadavg()[0]
-            if reason := job.case.skip_reason():
-                result: dict[str, Any] = {"status": "skipped", "reason": reason}
-            elif job.case.batch_size == "max":
-
-                def record_probe(probe: Job, probe_result: dict[str, Any]) -> None:
-                    record = make_record(run_dir.name, manifest["suite"], probe, probe_result)
-                    record["flags"].append(PROBE_FLAG)
-                    writer.append(record)
-                    progress.console.print(
-                        f"  probe batch_size={probe.case.batch_size}: {describe(record)}"
-                    )
-
-                result = maxbatch.search(job, launcher.run, record_probe)
-            else:
-                result = launcher.run(job)
-            if result["status"] != "skipped":
-                # What else ran on the machine as the case started: one process's noise.
-                result.setdefault("runtime", {})["load_avg_1m_at_start"] = load_1m
-            record = make_record(run_dir.name, manifest["suite"], job, result)
-            writer.append(record)
-            told = record["status"] == "skipped" and job.repeat > 0
-            line = "skipped (the reason is on its first repeat)" if told else describe(record)
-            progress.console.print(f"[{index}/{len(jobs)}] {label}: {line}")
-            progress.advance(task)
+        sink = _Sink(run_dir, manifest["suite"], labels, len(jobs), writer, progress, task)
+        executor.run(jobs, sink)
     return read_records(run_dir)
+
+
+def _record_env(run_dir: Path, env: dict[str, Any]) -> None:
+    """The run's env.json, or the check that a resumed run measures what it started on."""
+    if "status" in env:  # the probe itself failed: the cases would too
+        raise RuntimeError(f"cannot start a worker process: {env.get('reason')}")
+    # As the user set them: libraries imported in the worker set some of their own.
+    env["env_vars"] = relevant_env_vars(os.environ)
+    if (run_dir / ENV).exists():
+        check_same_environment(read_json(run_dir / ENV), env, run_dir)
+    else:
+        write_json(run_dir / ENV, env)
+
+
+@dataclass
+class _Sink:
+    """Writes each job's record as it ends, and tells the terminal."""
+
+    run_dir: Path
+    suite: str
+    labels: dict[str, str]
+    total: int
+    writer: RecordWriter
+    progress: Progress
+    task: Any
+    num_started: int = 0
+    num_finished: int = 0
+    env_written: bool = False
+
+    def started(self, job: Job) -> None:
+        self.num_started += 1
+        label = f"{self.labels[job.case.id]} r{job.repeat}"
+        self.progress.update(self.task, description=f"[{self.num_started}/{self.total}] {label}")
+
+    def probe(self, job: Job, result: dict[str, Any]) -> None:
+        record = make_record(self.run_dir.name, self.suite, job, result)
+        record["flags"].append(PROBE_FLAG)
+        self.writer.append(record)
+        self.progress.console.print(f"  probe batch_size={job.case.batch_size}: {describe(record)}")
+
+    def finished(self, job: Job, result: dict[str, Any], env: dict[str, Any] | None) -> None:
+        if env is not None and not self.env_written:
+            # A job on a cluster node: the environment is that node's (the first to answer).
+            if not (self.run_dir / ENV).exists() and "status" not in env:
+                env["env_vars"] = relevant_env_vars(os.environ)
+                write_json(self.run_dir / ENV, env)
+            self.env_written = True
+        record = make_record(self.run_dir.name, self.suite, job, result)
+        self.writer.append(record)
+        told = record["status"] == "skipped" and job.repeat > 0
+        line = "skipped (the reason is on its first repeat)" if told else describe(record)
+        label = f"{self.labels[job.case.id]} r{job.repeat}"
+        self.num_finished += 1
+        self.progress.console.print(f"[{self.num_finished}/{self.total}] {label}: {line}")
+        self.progress.advance(self.task)
 
 
 def _warn_if_busy(console: Console) -> None:
