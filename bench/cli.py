@@ -625,9 +625,7 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
             f"{suite.path}: no case in common with baseline {args.baseline!r} (the suite or its "
             f"settings changed since it was saved); save a new one: bench baseline save NAME RUN"
         )
-    options = runner.RunOptions(
-        device, overrides, args.order, args.seed, args.executor, slurm, placement
-    )
+    options = runner.RunOptions(device, overrides, args.order, args.seed)
     run_dir = runner.create_run(args.out, suite, cases, options)
     console.print(f"gate: run {run_dir}: {_count(cases)} on {device}, then compare")
     if _execute(run_dir, console, resumed=False) == EXIT_INTERRUPTED:

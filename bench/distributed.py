@@ -1,4 +1,10 @@
-"""One rank of a distributed case: started by torchrun, one process per rank (bench/torchrun.py).
+"""A distributed case on one node: torchrun's agent and its ranks, one process per rank.
+
+:func:`launch` runs in the process the launcher forks from its fork server (torch already
+imported) and starts the node's ranks through torch.distributed.run's API (``elastic_launch``,
+what the ``torchrun`` command runs) with the ``fork`` start method: a rank starts in well under a
+second instead of the seconds a fresh interpreter spends importing torch. The rendezvous is
+torchrun's: ``--standalone``'s for one node, the :class:`~bench.torchrun.Placement`'s for several.
 
 Each rank joins the process group (gloo on CPU, NCCL on CUDA, one GPU per rank), builds the case
 with the worker (``worker.measure``) and wraps its model and loss in DistributedDataParallel or
@@ -13,9 +19,7 @@ in a collective, and no device is synchronised for the decision.
 
 At the end every rank's result is gathered on every rank, and local rank 0 of each node writes
 the merged result (bench/rank_merge.py). A rank that raises writes its own error file and exits
-non-zero; torchrun then stops the others, and the launcher names the rank in the record's reason.
-
-Run as ``python -m bench.distributed CASE_JSON RESULT_PATH LOG_DIR JOB_NAME LAUNCHED_AT``.
+non-zero; the agent then stops the others and writes the case's result, naming the rank.
 """
 
 import ctypes
@@ -25,6 +29,7 @@ import os
 import signal
 import sys
 import traceback
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from bench import rank_merge, worker
+from bench import rank_merge, torchrun, worker
 from bench.config import Case
 from bench.timing import epoch
 
@@ -54,12 +59,20 @@ class Ranks:
     """A gloo group for the harness's own decisions: CPU tensors, no device sync."""
     module: nn.Module | None = None
     param_checksum_start: float | None = None
+    agreed: int = 0
 
     def agree(self, value: Any) -> Any:
         """Rank 0's ``value``, on every rank."""
         box = [value]
         dist.broadcast_object_list(box, src=0, group=self.control)
+        if self.agreed == 0:
+            self.log(f"window: blocks of {box[0]} steps")
+        self.agreed += 1
         return box[0]
+
+    def log(self, message: str) -> None:
+        """A line in this rank's log: the phases a hung case's reason shows."""
+        print(message, flush=True)
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """Rank 0's weights on every rank, then DDP or FSDP2 around the model and loss."""
@@ -76,6 +89,7 @@ class Ranks:
             _fully_shard(module.model, self.device, self.world_size)  # type: ignore[arg-type]
         self.module = module
         self.param_checksum_start = self.param_checksum()
+        self.log(f"{self.strategy} wrapped the model; first step, warm-up")
         return module
 
     def param_checksum(self) -> float:
@@ -133,7 +147,9 @@ def start(case: Case) -> Ranks | str:
     dist.init_process_group(backend, timeout=timeout, **extra)
     control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
     assert case.strategy is not None, "a case with more than one rank has a strategy"
-    return Ranks(rank, local_rank, world_size, device, case.strategy, control)
+    ranks = Ranks(rank, local_rank, world_size, device, case.strategy, control)
+    ranks.log(f"joined the {backend} process group of {world_size} on {device}")
+    return ranks
 
 
 def run_rank(case: Case) -> dict[str, Any] | None:
@@ -143,6 +159,7 @@ def run_rank(case: Case) -> dict[str, Any] | None:
         return {"status": "skipped", "reason": ranks} if _local_rank() == 0 else None
     # Own batch stream per rank (seed + rank); the weights are rank 0's (Ranks.wrap).
     result = worker.measure(dataclasses.replace(case, seed=case.seed + ranks.rank), ranks)
+    ranks.log(f"measured: {result['status']}; gathering the ranks' results")
     if result["status"] == "ok":
         result["metrics"]["param_checksum_start"] = ranks.param_checksum_start
         result["metrics"]["param_checksum_end"] = ranks.param_checksum()
@@ -164,7 +181,7 @@ def _local_rank() -> int:
 
 
 def rank_error_path(log_dir: str, name: str, rank: int) -> Path:
-    """Where a failed rank leaves its status and reason for the launcher."""
+    """Where a failed rank leaves its status and reason for the agent."""
     return Path(log_dir) / f"{name}.rank{rank}.error.json"
 
 
@@ -172,20 +189,86 @@ def rank_log_path(log_dir: str, name: str, rank: int) -> Path:
     return Path(log_dir) / f"{name}.rank{rank}.log"
 
 
-def main(argv: list[str]) -> None:
-    case_path, result_path, log_dir, name, launched_at = argv
+def launch(
+    case_dict: dict[str, Any],
+    placement_dict: dict[str, Any],
+    job_name: str,
+    result_path: str,
+    log_path: str,
+    launched_at: float,
+) -> None:
+    """This node's part of a case: torchrun's agent starts the ranks and waits for them; a
+    failure becomes the case's result, naming the first rank that failed."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    case = Case(**case_dict)
+    placement = torchrun.Placement(**placement_dict)
+    log_dir = str(Path(result_path).parent)
+    for stale in Path(log_dir).glob(f"{job_name}.rank*.error.json"):
+        stale.unlink()  # left by a killed attempt of a resumed run
+    if case.nnodes == 1:
+        # torchrun --standalone: a c10d store on a free local port, a fresh id.
+        rdzv = {"rdzv_backend": "c10d", "rdzv_endpoint": "localhost:0", "run_id": str(uuid.uuid4())}
+        rdzv_configs: dict[str, Any] = {}
+    else:
+        assert placement.rdzv_endpoint is not None, "Placement.check ran before the sweep"
+        rdzv = {
+            "rdzv_backend": placement.rdzv_backend,
+            "rdzv_endpoint": placement.rdzv_endpoint,
+            # The same on every node: the case and repeat.
+            "run_id": f"{placement.rdzv_id}-{job_name}",
+        }
+        # Nodes that start a case apart wait for each other up to the case's limit.
+        rdzv_configs = {"join_timeout": int(case.timeout_s), "timeout": int(case.timeout_s)}
+        if placement.rdzv_backend == "static":
+            rdzv_configs["rank"] = placement.node_rank
+    config = LaunchConfig(
+        min_nodes=case.nnodes,
+        max_nodes=case.nnodes,
+        nproc_per_node=case.nproc,
+        rdzv_configs=rdzv_configs,
+        # A failed rank fails the case: a restart would measure a second attempt as the first.
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="fork",
+        **rdzv,
+    )
+    try:
+        elastic_launch(config, rank_main)(case_dict, result_path, log_dir, job_name, launched_at)
+    except ChildFailedError as error:
+        failures = {
+            rank: {"exitcode": f.exitcode, "signal": f.signal_name() if f.exitcode < 0 else None}
+            for rank, f in error.failures.items()
+        }
+        first, _ = error.get_first_failure()
+        result = torchrun.failure(case, Path(log_dir), job_name, failures, first)
+        _write_json(Path(result_path), result)
+    except Exception as error:  # noqa: BLE001 - the agent's own failure (a rendezvous timeout)
+        traceback.print_exc()
+        reason = f"torchrun's agent failed on this node:\n{worker.error_tail(error)}"
+        _write_json(Path(result_path), {"status": "error", "reason": reason})
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def rank_main(
+    case_dict: dict[str, Any], result_path: str, log_dir: str, name: str, launched_at: float
+) -> None:
+    """One rank, forked by torchrun's agent: its output goes to ``<job>.rankN.log``."""
     started = epoch()
     if sys.platform == "linux":
-        # Die with torchrun (even by SIGKILL): its ranks run in sessions of their own, so
-        # killing torchrun's process group alone would leave them running.
+        # Die with the agent (even by SIGKILL), so that a killed case leaves no rank behind.
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     rank = int(os.environ["RANK"])
     log = os.open(rank_log_path(log_dir, name, rank), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     try:
-        case = Case(**json.loads(Path(case_path).read_text()))
-        result = run_rank(case)
+        result = run_rank(Case(**case_dict))
     except BaseException as error:  # noqa: BLE001 - a failed rank becomes the case's reason
         traceback.print_exc()
         failure = {
@@ -200,7 +283,7 @@ def main(argv: list[str]) -> None:
         os._exit(1)  # now: a collective's threads must not keep a failed rank alive
     if result is not None:
         timing = result.setdefault("timing", {})
-        timing["spawn_s"] = started - float(launched_at)
+        timing["spawn_s"] = started - launched_at
         timing["worker_s"] = epoch() - started
         _write_json(Path(result_path), worker.finite_or_null(result))
     sys.stdout.flush()
@@ -211,7 +294,3 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(value, allow_nan=False))
     os.replace(tmp, path)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -31,6 +31,7 @@ MEASURED_PHASES = ("first_step_s", "warmup_s", "window_s", "eval_s")
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PRELOAD = [
     "bench.worker",
+    "bench.distributed",  # and with it torch.distributed's launcher (torchrun's agent)
     "bench.workloads.mlp",
     "bench.workloads.gpt",
     "bench.workloads.cnn",  # with vit: torchvision.transforms.v2 and the image pipeline
@@ -85,27 +86,24 @@ class Launcher:
         return self._call(_run_worker, args, result_path, log_path, job.case.timeout_s)
 
     def _run_torchrun(self, job: Job, result_path: Path, log_path: Path) -> dict[str, Any]:
-        """torchrun with one process per rank; its own output goes to the job's log, each
-        rank's to ``<job>.rankN.log``."""
+        """torchrun's agent for this node, forked like any worker; it forks the ranks. Its own
+        output goes to the job's log, each rank's to ``<job>.rankN.log``."""
         log_dir = result_path.parent
-        case_path = log_dir / f"{job.name}.case.json"
-        case_path.write_text(json.dumps(job.case.to_dict()))
-        for stale in log_dir.glob(f"{job.name}.rank*.error.json"):
-            stale.unlink()  # left by a killed attempt of a resumed run
-        paths = {"case": case_path, "result": result_path}
 
         def explain(result: dict[str, Any], exitcode: int | None) -> dict[str, Any]:
             if result["status"] == "timeout":
                 reason = torchrun.timeout_reason(job.case, log_dir, job.name)
                 return {"status": "timeout", "reason": reason}
-            return torchrun.failure(job.case, log_dir, job.name, log_path, exitcode)
+            return result
 
-        args = (job.case, self.placement, job.name, paths, str(log_path))
-        result = self._call(
-            _exec_torchrun, args, result_path, log_path, job.case.timeout_s, explain
+        args = (
+            job.case.to_dict(),
+            self.placement.to_dict(),
+            job.name,
+            str(result_path),
+            str(log_path),
         )
-        case_path.unlink(missing_ok=True)
-        return result
+        return self._call(_run_agent, args, result_path, log_path, job.case.timeout_s, explain)
 
     def _call(
         self,
@@ -120,7 +118,7 @@ class Launcher:
         ``explain`` rewrites a failure's status and reason (torchrun's, per rank)."""
         launched = time.time()
         # Not daemonic: multiprocessing forbids a daemonic process children of its own, and a
-        # case's DataLoader forks its workers. The finally below reaps the worker and its group
+        # case's DataLoader forks its workers (and torchrun's agent its ranks). The finally below reaps the worker and its group
         # whatever happens, and the worker dies with the fork server (_isolated).
         process = self._context.Process(target=_isolated, args=(target, *args, launched))
         process.start()
@@ -189,25 +187,10 @@ def _run_worker(*args: Any) -> None:
     worker.main(*args)
 
 
-def _exec_torchrun(
-    case: Case,
-    placement: "torchrun.Placement",
-    job_name: str,
-    paths: dict[str, Path],
-    log_path: str,
-    launched_at: float,
-) -> None:
-    """Become torchrun: exec keeps this process's group and its death with the fork server."""
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    env = dict(os.environ)
-    # torchrun sets 1 thread per rank unless told; the worker sets torch's threads itself, and
-    # OpenMP's count should agree with it.
-    threads = case.threads or max(1, len(os.sched_getaffinity(0)) // case.nproc)
-    env["OMP_NUM_THREADS"] = str(threads)
-    cmd = torchrun.command(case, placement, job_name, paths, launched_at)
-    os.execve(sys.executable, cmd, env)
+def _run_agent(*args: Any) -> None:
+    from bench import distributed
+
+    distributed.launch(*args)
 
 
 def _write_env(repo: str, result_path: str, launched_at: float) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import bench
@@ -107,6 +108,8 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
     # Runs from before these keys were recorded ran here.
     placement = Placement(**manifest.get("placement", {}))
     slurm = SlurmOptions(**manifest.get("slurm", {}))
+    if manifest.get("executor", "local") == "local":
+        placement.check(cases)
     executor = executors.create(manifest.get("executor", "local"), run_dir, placement, slurm)
     env = executor.collect_env(PROJECT_ROOT)
     if env is not None:
@@ -230,7 +233,8 @@ def describe(record: dict[str, Any]) -> str:
     """One line for the terminal: status, median step time with its CI, throughput."""
     if record["status"] != "ok":
         last_line = (record["reason"] or "").strip().splitlines()[-1:] or [""]
-        return f"[yellow]{record['status']}[/]: {last_line[0]}"
+        # Escaped: an error's text is not markup (gloo's begin "[/path/pair.cc:545]").
+        return f"[yellow]{record['status']}[/]: {escape(last_line[0])}"
     metrics = record["metrics"]
     if "max_batch_size" in metrics:
         capped = " (the search's limit: max_batch_limit)" if metrics["max_batch_capped"] else ""

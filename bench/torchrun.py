@@ -1,21 +1,20 @@
-"""Launching a distributed case through torchrun (torch.distributed.run), and reading its end.
+"""torchrun's side of a distributed case that the launcher needs without torch: where the
+nodes meet, why a case failed, and how to reap every process of it.
 
-The launcher starts ``python -m torch.distributed.run ... -m bench.distributed ...`` for a case
-with more than one rank (bench/distributed.py is the rank side). One node: torchrun's
-``--standalone`` rendezvous on a free local port. Several nodes: every node runs the same sweep,
-and each case's torchrun meets the others at the :class:`Placement`'s endpoint, with a
-rendezvous id made of the case id and repeat, which is the same on every node.
+A case with more than one rank runs torchrun's agent (bench/distributed.py's ``launch``, through
+torch.distributed.run's API) in a process forked from the launcher's fork server. One node:
+torchrun's ``--standalone`` rendezvous on a free local port. Several nodes: every node runs the
+same sweep, and each case's agent meets the other nodes' at the :class:`Placement`'s endpoint,
+under a rendezvous id made of the case id and repeat, which is the same on every node.
 
-A failed case becomes a record whose reason names the rank: a rank that raised left its error
-(``<job>.rankN.error.json``); a rank that died (a signal, the OOM killer) is named by torchrun's
-failure summary, which is parsed here. Torch-free.
+A failed case becomes a record whose reason names the rank: a rank that raised leaves its error
+(``<job>.rankN.error.json``); one that died (a signal, the OOM killer) is named by the agent.
 """
 
 import json
 import os
 import re
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,14 +25,14 @@ from bench.config import Case
 from bench.errors import UserError
 
 RDZV_BACKENDS = ("c10d", "static")
-_ENDPOINT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
-# torchrun's failure summary (torch/distributed/elastic/multiprocessing/errors): the root cause
-# section lists the first rank that failed, its exit code and, for a signal, its name.
-_ROOT_CAUSE = re.compile(
-    r"Root Cause \(first observed failure\):.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)"
-    r".*?traceback\s*:\s*([^\n]*)",
-    re.S,
+# What a collective raises on a rank whose peer died: gloo (transport/tcp/pair.cc) and NCCL.
+_PEER_LOST = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "remote process exited",
+    "NCCL communicator was aborted",
 )
+_ENDPOINT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
 
 
 @dataclass(frozen=True)
@@ -89,32 +88,6 @@ class Placement:
         }
 
 
-def command(
-    case: Case, placement: Placement, job_name: str, paths: dict[str, Path], launched_at: float
-) -> list[str]:
-    """torchrun's command line for one (case, repeat)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={case.nproc}"]
-    # A failed rank fails the case: a restart would measure a second attempt as the first.
-    cmd += ["--max-restarts=0", "--monitor-interval=0.2"]
-    if case.nnodes == 1:
-        cmd += ["--standalone"]
-    else:
-        assert placement.rdzv_endpoint is not None, "Placement.check ran before the sweep"
-        cmd += [
-            f"--nnodes={case.nnodes}",
-            f"--rdzv-backend={placement.rdzv_backend}",
-            f"--rdzv-endpoint={placement.rdzv_endpoint}",
-            f"--rdzv-id={placement.rdzv_id}-{job_name}",
-            # Nodes that start a case apart wait for each other up to the case's limit.
-            f"--rdzv-conf=join_timeout={int(case.timeout_s)}",
-        ]
-        if placement.node_rank is not None:
-            cmd += [f"--node-rank={placement.node_rank}"]
-    cmd += ["-m", "bench.distributed", str(paths["case"]), str(paths["result"])]
-    cmd += [str(paths["result"].parent), job_name, repr(launched_at)]
-    return cmd
-
-
 def rank_errors(log_dir: Path, job_name: str) -> list[dict[str, Any]]:
     """Errors the ranks of a job wrote as they failed, the first failure first."""
     errors = []
@@ -126,33 +99,57 @@ def rank_errors(log_dir: Path, job_name: str) -> list[dict[str, Any]]:
     return sorted(errors, key=lambda e: e["failed_at"])
 
 
-def failure(case: Case, log_dir: Path, job_name: str, torchrun_log: Path, exitcode: int | None):
-    """Status and reason of a case whose torchrun ended without a result."""
+def failure(
+    case: Case,
+    log_dir: Path,
+    job_name: str,
+    failures: dict[int, dict[str, Any]],
+    first: int,
+) -> dict[str, Any]:
+    """Status and reason of a case whose ranks failed, naming the rank that failed first.
+
+    ``failures``: the agent's view, rank -> ``exitcode`` and ``signal`` (its name when a signal
+    ended the rank); ``first``: the first rank it saw fail. The agent may see only one rank end
+    before it stops the others (with SIGTERM), so the ranks' own errors decide when they can:
+    the first error that is not a lost peer names the rank; when every error is a lost peer,
+    the cause is a rank that left none (killed by a signal)."""
     world = f"of {case.world_size}"
+    killed = [
+        rank for rank, info in sorted(failures.items()) if info["signal"] not in (None, "SIGTERM")
+    ]
     errors = rank_errors(log_dir, job_name)
-    if errors:
-        first = errors[0]
-        others = sorted(e["rank"] for e in errors[1:])
+    own = [e for e in errors if not _lost_peer(e["reason"])]
+    if own and not killed:
+        first_error = own[0]
+        others = sorted(e["rank"] for e in errors if e is not first_error)
         after = f" (then rank {', '.join(map(str, others))} too)" if others else ""
         return {
-            "status": first["status"],
-            "reason": f"rank {first['rank']} {world} failed first{after}:\n{first['reason']}",
+            "status": first_error["status"],
+            "reason": f"rank {first_error['rank']} {world} failed first{after}:\n"
+            f"{first_error['reason']}",
         }
-    summary = _read(torchrun_log)
-    if match := _ROOT_CAUSE.search(summary):
-        rank, code, detail = int(match[1]), int(match[2]), match[3].strip()
-        how = _signal_name(code) if code < 0 else f"exit code {code}"
-        if code < 0 and how == "SIGKILL":
+    silent = [r for r in range(case.world_size) if r not in {e["rank"] for e in errors}]
+    if killed or not errors or not silent:
+        rank = killed[0] if killed else first
+        how = failures[rank]["signal"] or f"exit code {failures[rank]['exitcode']}"
+        if how == "SIGKILL":
             how += " (by someone else: possibly the kernel's out-of-memory killer)"
         tail = _tail(log_dir / f"{job_name}.rank{rank}.log")
-        reason = f"rank {rank} {world} died: {how}"
-        if detail and not detail.startswith("To enable traceback"):
-            reason += f" ({detail})"
-        return {"status": "error", "reason": f"{reason}\n{tail}".rstrip()}
+        return {"status": "error", "reason": f"rank {rank} {world} died: {how}\n{tail}".rstrip()}
+    names = ", ".join(map(str, silent))
+    lost = errors[0]
+    last = (lost["reason"].strip().splitlines() or [""])[-1]
     return {
         "status": "error",
-        "reason": f"torchrun exited with code {exitcode} without a result\n{_tail(torchrun_log)}",
+        "reason": f"rank {names} {world} died without an error of its own (a signal: killed "
+        "from outside, or by the kernel's out-of-memory killer); rank "
+        f"{lost['rank']} then lost it:\n{last}",
     }
+
+
+def _lost_peer(reason: str) -> bool:
+    """An error that says only that another rank went away (gloo's and NCCL's words for it)."""
+    return any(words in reason for words in _PEER_LOST)
 
 
 def timeout_reason(case: Case, log_dir: Path, job_name: str) -> str:
@@ -192,13 +189,6 @@ def kill_tree(pid: int) -> None:
             child.kill()
         except psutil.Error:
             pass
-
-
-def _signal_name(code: int) -> str:
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return f"signal {-code}"
 
 
 def _read(path: Path) -> str:

@@ -1,0 +1,365 @@
+"""Distributed cases on real processes: two gloo ranks on the CPU through torchrun's agent, DDP
+and FSDP2 training real steps, the merged record, a rank that raises, dies or hangs, and the
+submitit executor. Failures are injected from outside bench: a ``sitecustomize`` module on the
+PYTHONPATH patches optimizers' steps to fail on rank 1 only."""
+
+import json
+import math
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from conftest import write_suite
+
+from bench import rank_merge
+from bench import suite as suites
+from bench.config import Case
+from bench.errors import ConfigError
+from bench.workloads import mlp
+
+TINY_DIST = """
+[suite]
+name = "dist"
+[base]
+workload = "mlp"
+model_size = "tiny"
+data = "digits"
+threads = 1
+repeats = 1
+warmup_steps = 3
+min_steps = 30
+max_steps = 30
+min_time_s = 0.0
+timeout_s = 120
+"""
+
+
+def records_of(results: Path, suite: str) -> list[dict]:
+    (run_dir,) = (results / suite).iterdir()
+    return [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+
+
+def test_ddp_and_fsdp_ranks_train_and_merge_into_one_record(tmp_path, bench):
+    path = write_suite(
+        tmp_path, "dist", TINY_DIST + '[matrix]\nnproc = [2]\nstrategy = ["ddp", "fsdp"]\n'
+    )
+    done = bench("run", str(path), "--out", "res", "--device", "cpu")
+    assert done.returncode == 0, done.stdout + done.stderr
+    ddp, fsdp = records_of(tmp_path / "res", "dist")
+    assert (ddp["config"]["strategy"], fsdp["config"]["strategy"]) == ("ddp", "fsdp")
+    # The weights every rank starts from are rank 0's, which are a one-process case's: built
+    # here from the same seed, independently of the ranks.
+    case = Case.from_dict({"model_size": "tiny", "data": "digits"})
+    torch.manual_seed(case.seed)
+    reference = mlp.build(case, torch.device("cpu"), torch.float32).model
+    start = sum(p.detach().double().sum().item() for p in reference.parameters())
+    for record in (ddp, fsdp):
+        assert record["status"] == "ok", record["reason"]
+        metrics, samples = record["metrics"], record["samples"]
+        ranks = metrics["ranks"]
+        assert [r["rank"] for r in ranks] == [0, 1]
+        assert [r["local_rank"] for r in ranks] == [0, 1]
+        # Real training: the weights moved, identically on both ranks (DDP's all-reduce, or
+        # FSDP's shards gathered), from the same start.
+        for rank in ranks:
+            assert rank["param_checksum_start"] == pytest.approx(start, rel=1e-12)
+        assert ranks[0]["param_checksum_end"] == ranks[1]["param_checksum_end"]
+        assert ranks[0]["param_checksum_end"] != pytest.approx(start, rel=1e-6)
+        losses = [loss for _, loss in samples["loss"]]
+        assert all(math.isfinite(loss) for loss in losses)
+        # Untrained, the 10-class loss is about ln 10 = 2.30 on held-out digits.
+        assert metrics["eval"]["loss"] < 2.0 and metrics["eval"]["accuracy"] > 0.4
+        # The merge, by hand from the ranks' own figures.
+        medians = [r["step_time_s"]["median"] for r in ranks]
+        assert metrics["samples_per_s"] == pytest.approx(sum(64 / m for m in medians))
+        assert [r["samples_per_s"] for r in ranks] == pytest.approx([64 / m for m in medians])
+        slowest = medians.index(max(medians))
+        assert metrics["slowest_rank"] == slowest
+        assert metrics["step_time_s"] == ranks[slowest]["step_time_s"]
+        assert samples["step_time_s"] == samples["rank_step_time_s"][slowest]
+        assert statistics.median(samples["step_time_s"]) == pytest.approx(max(medians))
+        assert [len(t) for t in samples["rank_step_time_s"]] == [30, 30]  # the same window
+        assert metrics["peak_rss_bytes"] == max(r["peak_rss_bytes"] for r in ranks)
+        assert metrics["final_train_loss"] == pytest.approx(
+            (ranks[0]["final_train_loss"] + ranks[1]["final_train_loss"]) / 2
+        )
+        distributed = record["runtime"]["distributed"]
+        assert distributed["world_size"] == 2 and distributed["backend"] == "gloo"
+        assert distributed["threads_per_rank"] == [1, 1]
+    # FSDP computes DDP's update (mean gradient, elementwise AdamW) on shards.
+    assert fsdp["metrics"]["ranks"][0]["param_checksum_end"] == pytest.approx(
+        ddp["metrics"]["ranks"][0]["param_checksum_end"], rel=1e-9
+    )
+    # FSDP keeps half of AdamW's two moments per rank (tiny mlp: 52,650 parameters, 4 bytes).
+    assert ddp["metrics"]["optimizer"]["state_bytes"] >= 2 * 4 * 52_650
+    assert fsdp["metrics"]["optimizer"]["state_bytes"] < 0.6 * 2 * 4 * 52_650
+
+
+FAULTS = """
+import os
+import signal
+import time
+
+import torch.optim
+
+
+def fault(cls, act):
+    original = cls.step
+    calls = [0]
+
+    def step(self, *args, **kwargs):
+        # RANK is set in a rank only (the ranks are forked from bench's fork server, which
+        # imported this module before any rank existed).
+        if os.environ.get("RANK") == "1":
+            calls[0] += 1
+            if calls[0] == 3:
+                act()
+        return original(self, *args, **kwargs)
+
+    cls.step = step
+
+
+def raise_():
+    raise RuntimeError("injected failure on rank 1")
+
+
+fault(torch.optim.AdamW, raise_)
+fault(torch.optim.Adam, lambda: os.kill(os.getpid(), signal.SIGKILL))
+fault(torch.optim.SGD, lambda: time.sleep(3600))
+"""
+
+
+def test_a_rank_that_raises_dies_or_hangs_is_a_record_and_the_sweep_goes_on(
+    tmp_path, bench, bench_env
+):
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "sitecustomize.py").write_text(textwrap.dedent(FAULTS))
+    bench_env["PYTHONPATH"] = f"{faults}:{bench_env.get('PYTHONPATH', '')}"
+    timeout_s = 15
+    path = write_suite(
+        tmp_path,
+        "dist",
+        TINY_DIST
+        + f"""
+[[include]]
+optimizer = "adamw"
+nproc = 2
+[[include]]
+optimizer = "adam"
+nproc = 2
+[[include]]
+optimizer = "sgd"
+nproc = 2
+timeout_s = {timeout_s}
+[[include]]
+optimizer = "sgd"
+nproc = 1
+""",
+    )
+    done = bench("run", str(path), "--out", "res", "--device", "cpu")
+    assert done.returncode == 1, done.stdout + done.stderr  # a crash and a hang: failures
+    raised, killed, hung, after = records_of(tmp_path / "res", "dist")
+    assert raised["status"] == "error"
+    assert raised["reason"].startswith("rank 1 of 2 failed first")
+    assert raised["reason"].endswith("RuntimeError: injected failure on rank 1")
+    assert killed["status"] == "error"
+    assert killed["reason"].startswith("rank 1 of 2 died")
+    assert hung["status"] == "timeout"
+    assert hung["reason"].startswith(f"killed after timeout_s = {timeout_s} s with 2 ranks")
+    assert "\nrank 0: " in hung["reason"] and "\nrank 1: " in hung["reason"]
+    assert timeout_s <= hung["timing"]["wall_s"] < timeout_s + 10
+    assert after["status"] == "ok", after["reason"]
+    # Nothing of the failed cases runs on: every rank was reaped.
+    run_dir = str(tmp_path / "res")
+    left = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(run_dir in part for part in process.info["cmdline"] or []):
+            left.append(process.pid)
+    assert left == []
+
+
+def test_submitit_executor_gathers_every_job_into_one_run(tmp_path, bench):
+    path = write_suite(tmp_path, "dist", TINY_DIST + "[matrix]\nnproc = [1, 2]\n")
+    executor = ("--executor", "submitit-local")
+    done = bench("run", str(path), "--out", "res", "--device", "cpu", *executor)
+    assert done.returncode == 0, done.stdout + done.stderr
+    one, two = records_of(tmp_path / "res", "dist")
+    assert (one["config"]["nproc"], two["config"]["nproc"]) == (1, 2)
+    assert one["status"] == two["status"] == "ok"
+    assert len(two["metrics"]["ranks"]) == 2
+    (run_dir,) = (tmp_path / "res" / "dist").iterdir()
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["torch"] == torch.__version__  # written from a job's own environment
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["executor"] == "submitit-local"
+    # submitit kept each job's pickled result and its output in the run directory.
+    assert len(list((run_dir / "submitit").glob("*_result.pkl"))) == 2
+
+
+# Validation and pure parts: no processes.
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"nproc": 0}, "nproc = 0: must be a positive integer"),
+        ({"nnodes": -1}, "nnodes = -1: must be a positive integer"),
+        ({"nproc": 2, "strategy": "zero"}, "strategy = 'zero': allowed: ddp, fsdp"),
+        ({"nproc": 2, "batch_size": "max"}, "batch_size = 'max': 'max' probes one process"),
+    ],
+)
+def test_bad_distributed_settings_are_config_errors(values, message):
+    with pytest.raises(ConfigError) as error:
+        Case.from_dict(values)
+    assert str(error.value).startswith(message)
+
+
+def test_strategy_applies_only_with_more_than_one_rank():
+    assert Case.from_dict({"strategy": "fsdp"}).strategy is None
+    assert Case.from_dict({"nproc": 2}).strategy == "ddp"
+    assert Case.from_dict({"nnodes": 2}).strategy == "ddp"
+    assert Case.from_dict({"nproc": 2}).world_size == 2
+    one, two = Case.from_dict({}), Case.from_dict({"nproc": 2})
+    assert one.id == Case.from_dict({"strategy": "ddp"}).id  # no effect, no new case
+    assert one.id != two.id
+
+
+def test_fsdp_with_a_closure_optimizer_is_skipped():
+    case = Case.from_dict({"nproc": 2, "strategy": "fsdp", "optimizer": "lbfgs"})
+    assert "fsdp shards parameters" in case.skip_reason()
+    ddp = Case.from_dict({"nproc": 2, "strategy": "ddp", "optimizer": "lbfgs"})
+    assert ddp.skip_reason() is None
+
+
+def test_multi_node_needs_an_endpoint_and_a_node_rank_below_nnodes(tmp_path, bench):
+    path = write_suite(tmp_path, "dist", TINY_DIST + "nnodes = 2\n")
+    no_endpoint = bench("run", str(path), "--device", "cpu", "--dry-run")
+    assert no_endpoint.returncode == 2
+    assert "nnodes = 2: give --rdzv-endpoint HOST:PORT" in no_endpoint.stderr
+    bad_rank = bench(
+        "run", str(path), "--device", "cpu", "--dry-run",
+        "--rdzv-endpoint", "node0:29500", "--node-rank", "2",
+    )  # fmt: skip
+    assert bad_rank.returncode == 2 and "--node-rank 2: must be below nnodes = 2" in bad_rank.stderr
+    slurm_here = bench("run", str(path), "--device", "cpu", "--slurm-partition", "gpu")
+    assert slurm_here.returncode == 2
+    assert "--slurm-partition: only with --executor slurm" in slurm_here.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_two_nodes_meet_and_each_records_the_merged_case(tmp_path, bench_env):
+    """Two ``bench run`` processes as two nodes of one machine, as docs/DISTRIBUTED.md's worked
+    example runs them on two hosts: a static rendezvous at node 0's port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = write_suite(tmp_path, "dist", TINY_DIST + "nnodes = 2\n")
+    nodes = []
+    for node_rank in (0, 1):
+        out = tmp_path / f"node{node_rank}"
+        args = ["run", str(path), "--out", str(out), "--device", "cpu"]
+        args += ["--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-backend", "static"]
+        args += ["--node-rank", str(node_rank)]
+        nodes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.cli", *args],
+                cwd=tmp_path,
+                env=bench_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [node.communicate(timeout=240)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    (first,), (second,) = (records_of(tmp_path / f"node{n}", "dist") for n in (0, 1))
+    for record in (first, second):
+        assert record["status"] == "ok", record["reason"]
+        assert record["config"]["nnodes"] == 2 and record["config"]["strategy"] == "ddp"
+        assert record["runtime"]["distributed"]["world_size"] == 2
+        assert [r["rank"] for r in record["metrics"]["ranks"]] == [0, 1]
+    # One case measured once: both nodes hold the same merged figures.
+    assert first["case_id"] == second["case_id"]
+    assert first["metrics"]["samples_per_s"] == second["metrics"]["samples_per_s"]
+    assert first["samples"]["rank_step_time_s"] == second["samples"]["rank_step_time_s"]
+    ranks = first["metrics"]["ranks"]
+    assert ranks[0]["param_checksum_end"] == ranks[1]["param_checksum_end"]
+
+
+def _rank(rank: int, median: float, rss: int, loss: float, times: list[float]) -> dict:
+    return {
+        "status": "ok",
+        "reason": None,
+        "rank": {"rank": rank, "local_rank": rank, "host": "h", "device": "cpu", "backend": "gloo"},
+        "runtime": {"threads": 1},
+        "metrics": {
+            "step_time_s": {"median": median},
+            "samples_per_s": 64 / median,
+            "tokens_per_s": None,
+            "first_step_s": 0.5 + rank,
+            "compile_time_s": None,
+            "window_s": 2.0 + rank,
+            "final_train_loss": loss,
+            "peak_rss_bytes": rss,
+            "optimizer": {"state_bytes": 100 * (rank + 1), "final_lr": 0.1},
+            "flops": {"per_step": 1e9, "analytic_per_step": None, "peak_per_s": 1e11},
+            "gpu": {
+                "available": True,
+                "energy_j": 10.0 * (rank + 1),
+                "energy_source": "counter",
+                "energy_per_step_j": 1.0 * (rank + 1),
+                "energy_per_sample_j": (rank + 1) / 64,
+                "throttled_fraction": 0.1 * rank,
+                "devices": [{"index": rank}],
+            },
+            "eval": {"accuracy": 0.9},
+        },
+        "samples": {"step_time_s": times, "loss": [[10, loss + 1], [20, loss]]},
+        "timing": {"setup_s": 1.0 + rank, "window_s": 2.0},
+    }
+
+
+def test_merge_by_hand():
+    merged = rank_merge.merge(
+        [_rank(1, 0.020, 300, 1.0, [0.02, 0.02]), _rank(0, 0.010, 500, 2.0, [0.01, 0.01])]
+    )
+    metrics = merged["metrics"]
+    assert metrics["samples_per_s"] == pytest.approx(64 / 0.010 + 64 / 0.020)  # 6400 + 3200
+    assert metrics["step_time_s"] == {"median": 0.020} and metrics["slowest_rank"] == 1
+    assert merged["samples"]["step_time_s"] == [0.02, 0.02]
+    assert metrics["peak_rss_bytes"] == 500 and metrics["optimizer"]["state_bytes"] == 200
+    assert metrics["first_step_s"] == 1.5 and metrics["window_s"] == 3.0
+    assert metrics["final_train_loss"] == 1.5
+    assert merged["samples"]["loss"] == [[10, 2.5], [20, 1.5]]
+    # Two ranks' FLOPs at the slowest pace, against two devices' peak.
+    assert metrics["flops"]["per_step"] == 2e9
+    assert metrics["flops"]["achieved_per_s"] == pytest.approx(2e9 / 0.020)
+    assert metrics["flops"]["mfu"] == pytest.approx(1e11 / 2e11)
+    gpu = metrics["gpu"]
+    assert [d["index"] for d in gpu["devices"]] == [0, 1]
+    assert gpu["energy_j"] == 30.0 and gpu["energy_per_step_j"] == 3.0
+    assert gpu["energy_per_sample_j"] == pytest.approx(3.0 / 128)
+    assert gpu["throttled_fraction"] == 0.1
+    assert merged["timing"] == {"setup_s": 2.0, "window_s": 2.0}
+    assert [r["rank"] for r in metrics["ranks"]] == [0, 1]
+
+
+def test_merge_of_a_skip_decided_on_every_rank_keeps_its_reason():
+    skipped = {"status": "skipped", "reason": "no CUDA device", "rank": {"rank": 0}}
+    merged = rank_merge.merge([skipped, {**skipped, "rank": {"rank": 1}}])
+    assert (merged["status"], merged["reason"]) == ("skipped", "no CUDA device")
+
+
+def test_suite_ddp_scaling_expands_one_single_process_case(tmp_path):
+    suite = suites.load(str(Path(__file__).resolve().parent.parent / "suites" / "ddp_scaling"))
+    cases = suites.expand(suite, "cpu")
+    singles = [case for case in cases if case.world_size == 1]
+    assert len(singles) == 1 and singles[0].strategy is None
+    assert {(c.nproc, c.strategy) for c in cases} >= {(1, None), (2, "ddp")}
