@@ -363,3 +363,18 @@ def test_suite_ddp_scaling_expands_one_single_process_case(tmp_path):
     singles = [case for case in cases if case.world_size == 1]
     assert len(singles) == 1 and singles[0].strategy is None
     assert {(c.nproc, c.strategy) for c in cases} >= {(1, None), (2, "ddp")}
+
+
+def test_an_error_line_that_looks_like_markup_prints_as_it_is():
+    """Regression: gloo's errors begin "[/__w/.../pair.cc:545]", which rich read as a closing
+    tag; printing the record's line raised MarkupError and ended the sweep."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bench.runner import describe
+
+    line = "RuntimeError: [/__w/pytorch/gloo/transport/tcp/pair.cc:545] Connection reset by peer"
+    out = StringIO()
+    Console(file=out, width=200).print(describe({"status": "error", "reason": f"x\n{line}"}))
+    assert out.getvalue() == f"error: {line}\n"
