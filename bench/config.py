@@ -539,11 +539,15 @@ class Case:
                 f"fsdp shards parameters, and {self.optimizer} steps through a closure over one "
                 "flat vector of every parameter; use strategy = 'ddp'"
             )
+        if self.strategy == "fsdp" and self.precision == "amp-fp16":
+            return (
+                "amp-fp16's GradScaler would check for inf/NaN in one rank's shard of the "
+                "gradients only (ranks could skip different steps); use amp-bf16 with fsdp"
+            )
         if self.world_size > 1 and self.compile_scope == "step":
             return (
-                "compile_scope = 'step' compiles the optimizer step with the model; under "
-                f"{self.strategy} the gradient communication runs inside backward hooks that "
-                "bench does not compile: use compile_scope = 'model'"
+                f"bench compiles the model under {self.strategy} (compile_scope = 'model'); "
+                "a compiled whole step around distributed gradients is not supported"
             )
         if self.compile_scope == "step" and self.fullgraph:
             return (

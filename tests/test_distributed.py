@@ -231,11 +231,15 @@ def test_strategy_applies_only_with_more_than_one_rank():
     assert one.id != two.id
 
 
-def test_fsdp_with_a_closure_optimizer_is_skipped():
+def test_what_fsdp_cannot_do_is_skipped_with_the_reason():
     case = Case.from_dict({"nproc": 2, "strategy": "fsdp", "optimizer": "lbfgs"})
     assert "fsdp shards parameters" in case.skip_reason()
     ddp = Case.from_dict({"nproc": 2, "strategy": "ddp", "optimizer": "lbfgs"})
     assert ddp.skip_reason() is None
+    fp16 = Case.from_dict({"nproc": 2, "strategy": "fsdp", "precision": "amp-fp16"})
+    assert "use amp-bf16 with fsdp" in fp16.skip_reason()
+    step = Case.from_dict({"nproc": 2, "compile": "default", "compile_scope": "step"})
+    assert "compiled whole step" in step.skip_reason()
 
 
 def test_multi_node_needs_an_endpoint_and_a_node_rank_below_nnodes(tmp_path, bench):
