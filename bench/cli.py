@@ -5,6 +5,7 @@ Bad input of any kind is one line on stderr and exit code 2, with nothing writte
 
 import argparse
 import json
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -126,8 +127,8 @@ def _add_distributed_options(run: argparse.ArgumentParser) -> None:
         "--slurm-param",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
-        help="another sbatch option, e.g. constraint=h100 (repeatable)",
+        metavar="KEY[=VALUE]",
+        help="another sbatch option, e.g. constraint=h100 or exclusive (repeatable)",
     )
     slurm.add_argument("--slurm-rdzv-port", type=int, default=29500, metavar="PORT")
 
@@ -168,12 +169,19 @@ def _where(args: argparse.Namespace, cases: list) -> tuple[Any, Any]:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise UserError(f"--{name.replace('_', '-')} {value}: must be a positive integer")
-    params = {}
+    params: dict[str, str | bool] = {}
     for text in args.slurm_param:
         key, sep, value = text.partition("=")
-        if not key or not sep:
-            raise UserError(f"--slurm-param {text!r}: give KEY=VALUE, e.g. constraint=h100")
-        params[key] = value
+        if not key or (sep and not value):
+            raise UserError(
+                f"--slurm-param {text!r}: give KEY=VALUE (constraint=h100) or a flag (exclusive)"
+            )
+        params[key] = value if sep else True  # submitit writes True as a bare sbatch flag
+    if args.executor == "slurm" and shutil.which("srun") is None:
+        raise UserError(
+            "--executor slurm: no srun on this machine's PATH; run bench on a Slurm login node "
+            "(or try the same jobs here with --executor submitit-local)"
+        )
     placement = Placement(args.rdzv_endpoint, args.rdzv_backend, args.node_rank, args.rdzv_id)
     if args.executor == "local":
         placement.check(cases)

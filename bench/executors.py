@@ -52,8 +52,8 @@ class SlurmOptions:
     """Jobs queued at once; default: all (slurm), one (submitit-local: one machine)."""
     setup: list[str] = field(default_factory=list)
     """Shell lines run before each job (``module load ...``, ``source .venv/bin/activate``)."""
-    params: dict[str, str] = field(default_factory=dict)
-    """Other sbatch options, e.g. ``{"constraint": "h100", "exclusive": ""}``."""
+    params: dict[str, str | bool] = field(default_factory=dict)
+    """Other sbatch options, e.g. ``{"constraint": "h100", "exclusive": True}`` (True: a flag)."""
     rdzv_port: int = DEFAULT_RDZV_PORT
     """Port on a multi-node job's first node where its torchruns meet."""
 

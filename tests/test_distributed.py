@@ -5,6 +5,7 @@ PYTHONPATH patches optimizers' steps to fail on rank 1 only."""
 
 import json
 import math
+import os
 import socket
 import statistics
 import subprocess
@@ -255,6 +256,8 @@ def test_multi_node_needs_an_endpoint_and_a_node_rank_below_nnodes(tmp_path, ben
     slurm_here = bench("run", str(path), "--device", "cpu", "--slurm-partition", "gpu")
     assert slurm_here.returncode == 2
     assert "--slurm-partition: only with --executor slurm" in slurm_here.stderr
+    no_cluster = bench("run", str(path), "--device", "cpu", "--executor", "slurm")
+    assert no_cluster.returncode == 2 and "--executor slurm: no srun" in no_cluster.stderr
     assert not (tmp_path / "results").exists()
 
 
@@ -382,3 +385,52 @@ def test_an_error_line_that_looks_like_markup_prints_as_it_is():
     out = StringIO()
     Console(file=out, width=200).print(describe({"status": "error", "reason": f"x\n{line}"}))
     assert out.getvalue() == f"error: {line}\n"
+
+
+def test_a_slurm_job_asks_for_the_case_s_nodes_and_gpus(tmp_path, monkeypatch):
+    """The sbatch script submitit writes for a two-node case. Slurm is the boundary: a stand-in
+    ``srun`` on the PATH lets submitit's Slurm executor be built on a machine without one."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    from bench.executors import SlurmOptions, SubmititExecutor
+    from bench.launcher import Job
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    options = SlurmOptions(
+        partition="gpu", setup=["source venv/bin/activate"], params={"exclusive": True}
+    )
+    executor = SubmititExecutor(tmp_path, "slurm", options)
+    case = Case.from_dict({"nproc": 8, "nnodes": 2, "device": "cuda", "timeout_s": 600})
+    executor.executor.update_parameters(**executor.parameters(Job(case, 1)))
+    script = _make_sbatch_string(
+        command="python -m x", folder=tmp_path, **executor.executor._executor.parameters
+    )
+    lines = script.splitlines()
+    for line in (
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=1",  # one agent per node starts its 8 ranks
+        "#SBATCH --gpus-per-node=8",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --exclusive",
+        "#SBATCH --time=15",  # timeout_s 600 s = 10 min, + 5 min
+        f"#SBATCH --job-name=bench-{case.id}-r1",
+        "source venv/bin/activate",
+    ):
+        assert line in lines
+
+
+def test_more_ranks_than_gpus_is_skipped_before_any_process_starts(monkeypatch):
+    from bench import executors
+    from bench.launcher import Job
+
+    # NVML is the hardware boundary: a node with 4 GPUs.
+    monkeypatch.setattr(executors, "cuda_device_count", lambda: (4, None))
+    case = Case.from_dict({"nproc": 8, "device": "cuda"})
+    assert executors.skip_reason(Job(case, 0)) == (
+        "nproc = 8 ranks per node, one GPU each, but this node has 4 CUDA devices"
+    )
+    assert executors.skip_reason(Job(Case.from_dict({"nproc": 4, "device": "cuda"}), 0)) is None
