@@ -75,7 +75,8 @@ class Ranks:
         print(message, flush=True)
 
     def wrap(self, module: nn.Module) -> nn.Module:
-        """Rank 0's weights on every rank, then DDP or FSDP2 around the model and loss."""
+        """Rank 0's weights on every rank, then DDP around the model and loss, or FSDP2 on the
+        model (its units and root)."""
         with torch.no_grad():
             for tensor in [*module.parameters(), *module.buffers()]:
                 dist.broadcast(tensor, src=0)
