@@ -130,7 +130,8 @@ class Launcher:
             # exit too (inductor's compile workers outlive a worker that exits with os._exit);
             # and the groups of its descendants (torchrun's ranks run in sessions of their own).
             if process.pid is not None:
-                torchrun.kill_tree(process.pid)
+                # Its descendants only while it runs: once it has exited, its pid may be reused.
+                torchrun.kill_tree(process.pid, descendants=process.is_alive())
             process.join()
         wall_s = time.time() - launched
         from_worker = not timed_out and result_path.exists()

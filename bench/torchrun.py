@@ -165,15 +165,16 @@ def timeout_reason(case: Case, log_dir: Path, job_name: str) -> str:
     )
 
 
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process, its process group and every descendant's group: torchrun starts its
-    ranks in sessions of their own, which killing its group alone would miss."""
+def kill_tree(pid: int, descendants: bool = True) -> None:
+    """SIGKILL a process's group and, with ``descendants`` (only while the process runs: the pid
+    of one that exited may belong to another process by now), every descendant's group, for
+    children that moved to groups or sessions of their own."""
     try:
-        descendants = psutil.Process(pid).children(recursive=True)
+        children = psutil.Process(pid).children(recursive=True) if descendants else []
     except psutil.Error:
-        descendants = []
+        children = []
     groups = {pid}
-    for child in descendants:
+    for child in children:
         try:
             groups.add(os.getpgid(child.pid))
         except ProcessLookupError:
@@ -184,7 +185,7 @@ def kill_tree(pid: int) -> None:
             os.killpg(group, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    for child in descendants:  # one that changed its group again
+    for child in children:  # one that changed its group again
         try:
             child.kill()
         except psutil.Error:
