@@ -539,6 +539,11 @@ class Case:
                 f"fsdp shards parameters, and {self.optimizer} steps through a closure over one "
                 "flat vector of every parameter; use strategy = 'ddp'"
             )
+        if self.world_size > 1 and self.finetune is not None:
+            return (
+                "fine-tuning runs in one process: its pretraining phase and weight cache are "
+                "per process (give nproc = 1)"
+            )
         if self.strategy == "fsdp" and self.precision == "amp-fp16":
             return (
                 "amp-fp16's GradScaler would check for inf/NaN in one rank's shard of the "

@@ -241,6 +241,8 @@ def test_what_fsdp_cannot_do_is_skipped_with_the_reason():
     assert "use amp-bf16 with fsdp" in fp16.skip_reason()
     step = Case.from_dict({"nproc": 2, "compile": "default", "compile_scope": "step"})
     assert "compiled whole step" in step.skip_reason()
+    finetune = Case.from_dict({"nproc": 2, "finetune": "lora", "data": "digits"})
+    assert finetune.skip_reason().startswith("fine-tuning runs in one process")
 
 
 def test_multi_node_needs_an_endpoint_and_a_node_rank_below_nnodes(tmp_path, bench):
