@@ -95,7 +95,12 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
 def _timing(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Each phase as long as its slowest rank's: the case waits for it."""
     keys = dict.fromkeys(k for r in results for k in r.get("timing", {}))
-    return {k: max(r["timing"][k] for r in results if k in r.get("timing", {})) for k in keys}
+    merged = {}
+    for key in keys:
+        # A phase the case does not have is null on every rank (``pretrain_s`` without one).
+        values = [r["timing"][key] for r in results if r.get("timing", {}).get(key) is not None]
+        merged[key] = max(values) if values else None
+    return merged
 
 
 def _optimizer(metrics: list[dict[str, Any]]) -> dict[str, Any]:

@@ -331,7 +331,7 @@ def _rank(rank: int, median: float, rss: int, loss: float, times: list[float]) -
             "eval": {"accuracy": 0.9},
         },
         "samples": {"step_time_s": times, "loss": [[10, loss + 1], [20, loss]]},
-        "timing": {"setup_s": 1.0 + rank, "window_s": 2.0},
+        "timing": {"setup_s": 1.0 + rank, "window_s": 2.0, "pretrain_s": None},
     }
 
 
@@ -356,7 +356,7 @@ def test_merge_by_hand():
     assert gpu["energy_j"] == 30.0 and gpu["energy_per_step_j"] == 3.0
     assert gpu["energy_per_sample_j"] == pytest.approx(3.0 / 128)
     assert gpu["throttled_fraction"] == 0.1
-    assert merged["timing"] == {"setup_s": 2.0, "window_s": 2.0}
+    assert merged["timing"] == {"setup_s": 2.0, "window_s": 2.0, "pretrain_s": None}
     assert [r["rank"] for r in metrics["ranks"]] == [0, 1]
 
 
