@@ -118,8 +118,9 @@ class Launcher:
         ``explain`` rewrites a failure's status and reason (torchrun's, per rank)."""
         launched = time.time()
         # Not daemonic: multiprocessing forbids a daemonic process children of its own, and a
-        # case's DataLoader forks its workers (and torchrun's agent its ranks). The finally below reaps the worker and its group
-        # whatever happens, and the worker dies with the fork server (_isolated).
+        # case's DataLoader forks its workers (and torchrun's agent its ranks). The finally
+        # below reaps the worker and its group whatever happens, and the worker dies with the
+        # fork server (_isolated).
         process = self._context.Process(target=_isolated, args=(target, *args, launched))
         process.start()
         try:
