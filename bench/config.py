@@ -92,6 +92,10 @@ DEFAULT_LR = {
     "lbfgs": 1.0,
 }
 
+# Measured settings whose value here changes nothing a case measures: left out of its id.
+ID_NEUTRAL: dict[str, Any] = {"nproc": 1, "nnodes": 1}
+_UNSET = object()
+
 RUN_LENGTH_KEYS = (
     "warmup_steps",
     "min_steps",
@@ -510,8 +514,18 @@ class Case:
 
     @property
     def id(self) -> str:
-        """Stable id: a hash of the measured settings, equal across runs and machines."""
-        blob = json.dumps(self.measured(), sort_keys=True, separators=(",", ":"))
+        """Stable id: a hash of the measured settings, equal across runs and machines.
+
+        Settings at None (they do not apply, see :meth:`not_applicable`) and at a value that
+        changes nothing (``ID_NEUTRAL``: one process, one node) are left out, so that a key added
+        to the harness later does not change the id of every case measured before it existed.
+        """
+        hashed = {
+            key: value
+            for key, value in self.measured().items()
+            if value is not None and ID_NEUTRAL.get(key, _UNSET) != value
+        }
+        blob = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def skip_reason(self) -> str | None:

@@ -1,5 +1,7 @@
 """Suite files: every validation error, and matrix expansion with include/exclude and overrides."""
 
+import hashlib
+import json
 import textwrap
 from pathlib import Path
 
@@ -268,6 +270,30 @@ def test_case_id_ignores_run_length_but_not_measured_settings():
     assert a.id == b.id != c.id
     # Defaults are filled in explicitly, so naming a default gives the same case.
     assert Case.from_dict({"workload": "mlp", "batch_size": 64, "lr": 1e-3}).id == a.id
+
+
+def test_case_id_hashes_only_settings_that_apply_so_new_keys_keep_old_ids():
+    # The tutorial's MLP with every default: the id is the hash of exactly these settings. A key
+    # added later that is null (or one process, one node) for this case must leave it unchanged;
+    # if this fails, a new key shifted the id of every case measured before it.
+    settings = {
+        "batch_size": 64,
+        "compile": "eager",
+        "data": "auto",
+        "device": "cpu",
+        "loss": "cross-entropy",
+        "lr": 0.001,
+        "lr_schedule": "constant",
+        "model_size": "base",
+        "optimizer": "adamw",
+        "precision": "fp32",
+        "seed": 0,
+        "workload": "mlp",
+    }
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    assert Case.from_dict({"workload": "mlp"}).id == hashlib.sha256(blob).hexdigest()[:12]
+    two_ranks = Case.from_dict({"workload": "mlp", "nproc": 2})
+    assert two_ranks.id != Case.from_dict({"workload": "mlp"}).id  # two processes do count
 
 
 def test_cuda_graph_modes_are_skipped_on_cpu_with_a_reason():
