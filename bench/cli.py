@@ -6,6 +6,7 @@ Bad input of any kind is one line on stderr and exit code 2, with nothing writte
 import argparse
 import json
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from bench import suite as suites
 from bench.config import COMPILE_MODES, FINETUNE_STRATEGIES, OPTIMIZERS, PRECISIONS
-from bench.errors import UserError
+from bench.errors import Terminated, UserError
 from bench.store import MANIFEST, RECORDS, status_summary
 from bench.workloads.catalog import WORKLOADS, num_params
 
@@ -24,6 +25,7 @@ EXIT_FAILED_CASES = 1
 EXIT_BAD_INPUT = 2
 FAILED_STATUSES = ("error", "timeout")
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 
 
 class _Parser(argparse.ArgumentParser):
@@ -201,6 +203,9 @@ def _where(args: argparse.Namespace, cases: list) -> tuple[Any, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
+    # SIGTERM unwinds like Ctrl-C: the launcher's clean-up kills the running case's process
+    # group and the fork server exits with us, instead of the case running on to its end.
+    signal.signal(signal.SIGTERM, _terminate)
     # Not a terminal (a pipe, a CI log): no width to fit, so tables are not squeezed to 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
@@ -214,9 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(error).split())  # one line, whatever the message held
         print(f"bench: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("bench: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _exit_code(stop)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _exit_code(stop: KeyboardInterrupt) -> int:
+    return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -264,12 +277,12 @@ def _execute(run_dir: Path, console: Console, resumed: bool) -> int:
         raise UserError(f"--resume {run_dir}: not a run directory (it has no run.json)")
     try:
         records = runner.execute(run_dir, console)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         console.print(
             f"interrupted: every finished record is kept in {run_dir}/records.jsonl; "
             f"continue with: bench run --resume {run_dir}"
         )
-        return EXIT_INTERRUPTED
+        return _exit_code(stop)
     for warning in runner.unresolved_comparisons(records):
         print(f"bench: warning: {warning}", file=sys.stderr)
     statuses = [r["status"] for r in records]

@@ -35,3 +35,8 @@ class NotApplicable(Exception):
 class CaseError(Exception):
     """A case that cannot run for a reason found only once it runs (a corrupt or mismatched
     checkpoint): an ``error`` record whose reason is this one line, without a traceback."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a CI job's cancel, Slurm's time limit) on the ``bench`` process: handled
+    like Ctrl-C (running cases killed, finished records kept), with exit code 143."""

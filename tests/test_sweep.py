@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from conftest import write_suite
@@ -292,6 +293,23 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_records(tmp_path, bench_env):
     assert "Traceback" not in stderr
     text = (run_dir / "records.jsonl").read_text()
     assert text.endswith("\n")
+    assert 1 <= len(records_of(run_dir)) < 6
+
+
+def test_sigterm_kills_the_running_case_and_keeps_finished_records(tmp_path, bench_env):
+    path = write_suite(tmp_path, "resumable", RESUMABLE)
+    process = start_run(tmp_path, bench_env, path)
+    run_dir = wait_for_run_dir(tmp_path / "res" / "resumable", process)
+    wait_for_records(run_dir / "records.jsonl", 1, process)
+    # Every process of the run: the fork server, the case running now and its helpers.
+    family = psutil.Process(process.pid).children(recursive=True)
+    process.terminate()  # SIGTERM to bench alone, as `kill` or a cancelled CI job sends it
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert f"bench run --resume {run_dir.relative_to(tmp_path)}" in stdout
+    assert "Traceback" not in stderr
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == [], [p.cmdline() for p in alive]
     assert 1 <= len(records_of(run_dir)) < 6
 
 
