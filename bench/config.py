@@ -236,9 +236,10 @@ class Case:
     target_value: float | None = None
     """The value ``target_metric`` must reach."""
     eval_every: int | None = None
-    """Evaluate on held-out data every this many measured steps (default 50 with a target;
-    none without): a quality curve, and the resolution of steps-to-target. Evaluation time is in
-    no step time and not in time-to-target."""
+    """Evaluate on held-out data every this many measured steps (default 50 with a target, or
+    ``max_steps`` where smaller; none without): a quality curve, and the resolution of
+    steps-to-target; the window's last step is evaluated too. At most ``max_steps`` in a target
+    case. Evaluation time is in no step time and not in time-to-target."""
     nproc: int = 1
     """Processes (ranks) per node. More than one launches the case through torchrun, one rank
     per process (one GPU each on CUDA; gloo on CPU, NCCL on CUDA). ``batch_size`` is per rank:
@@ -407,6 +408,15 @@ class Case:
             raise ConfigError("target_value", self.target_value, "a perplexity: value >= 1")
         if self.target_metric == "loss" and self.target_value < 0:
             raise ConfigError("target_value", self.target_value, "a loss: value >= 0")
+        if self.eval_every is not None and self.eval_every > self.max_steps:
+            # The window's end is evaluated too (bench/target.py), but a target judged only at
+            # the end of its budget has no steps to target to measure.
+            raise ConfigError(
+                "eval_every",
+                self.eval_every,
+                f"must be <= max_steps ({self.max_steps}) in a target case, or no periodic "
+                "evaluation falls inside the step budget",
+            )
 
     @property
     def world_size(self) -> int:
@@ -477,7 +487,7 @@ class Case:
             resolved["lora_rank"] = rank
             resolved["lora_alpha"] = float(_default(case.lora_alpha, 2 * rank))
         if case.target_metric is not None:
-            resolved["eval_every"] = case.eval_every or DEFAULT_EVAL_EVERY
+            resolved["eval_every"] = case.eval_every or min(DEFAULT_EVAL_EVERY, case.max_steps)
         case = dataclasses.replace(case, **resolved)
         return dataclasses.replace(case, **{key: None for key in case.not_applicable()})
 

@@ -7,8 +7,11 @@ quality rather than the time per step (Mattson et al. 2020, "MLPerf Training Ben
 
 - Reached: a loss-like metric (``loss``, ``perplexity``) at or below the value, ``accuracy`` at
   or above it (``config.TARGET_DIRECTIONS``).
+- Evaluated: every ``eval_every`` measured steps, and at the window's last step (the held-out
+  evaluation every case ends with), so that a budget that ends between two periodic evaluations,
+  or before the first (a short ``max_time_s``), still has its last steps judged.
 - ``steps_to_target``: training steps (first step and warm-up included) before the first
-  evaluation that met the target; its resolution is ``eval_every``.
+  evaluation that met the target; its resolution is ``eval_every`` (or the window's end).
 - ``time_to_target_s``: the training time of those steps (the first step's, compilation
   included, the warm-up's, and the measured steps' own times); evaluations are in no step's time,
   and their total is reported on its own (``eval_s``).
@@ -64,6 +67,16 @@ class QualityTracker:
             self.reached_at = (steps, train_s)
             return True
         return False
+
+    def record_end(
+        self, window_steps: int, window_train_s: float, evaluation: dict[str, float], eval_s: float
+    ) -> bool:
+        """Add the evaluation at the window's end, like :meth:`record`, unless a periodic one was
+        at that very step (the same weights: judged already). True when it was added."""
+        if self.curve and self.curve[-1][0] == self.steps_before + window_steps:
+            return False
+        self.record(window_steps, window_train_s, evaluation, eval_s)
+        return True
 
     def target_result(self, stop_reason: str) -> dict[str, Any] | None:
         """``metrics.target`` (docs/RESULTS.md); None without a target."""

@@ -3,6 +3,7 @@ agree with an independent replay of the same training."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -67,10 +68,14 @@ def test_without_a_target_the_tracker_only_draws_the_curve() -> None:
         ({"target_value": 0.9}, "target_value = 0.9: needs target_metric"),
         ({"target_metric": "loss"}, "target_metric = 'loss': needs target_value"),
         ({"eval_every": 0}, "eval_every = 0: must be a positive integer"),
+        # The reviewer's case: no evaluation could ever fall inside the step budget.
+        ({"target_metric": "accuracy", "target_value": 0.8, "max_steps": 30, "eval_every": 100},
+         "eval_every = 100: must be <= max_steps (30) in a target case, or no periodic "
+         "evaluation falls inside the step budget"),
     ],
 )  # fmt: skip
 def test_bad_target_settings_name_what_is_allowed(values, message) -> None:
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         Case.from_dict(values)
 
 
@@ -78,6 +83,25 @@ def test_eval_every_defaults_with_a_target_and_joins_the_case_id() -> None:
     case = Case.from_dict({"target_metric": "loss", "target_value": 0.3})
     assert case.eval_every == 50
     assert case.id != Case.from_dict({**case.to_dict(), "eval_every": 10}).id
+    # A step budget shorter than 50 steps: evaluated at its end, not never.
+    short = Case.from_dict({"target_metric": "loss", "target_value": 0.3, "max_steps": 30})
+    assert short.eval_every == 30
+
+
+def test_the_end_of_window_evaluation_counts_toward_the_target() -> None:
+    # Evaluations every 10 measured steps; the time budget ends the window after 17.
+    tracker = QualityTracker("accuracy", 0.9, steps_before=3, time_before_s=0.5)
+    assert not tracker.record(10, 1.0, {"accuracy": 0.7}, eval_s=0.25)
+    assert tracker.record_end(17, 1.75, {"accuracy": 0.95}, eval_s=0.25)
+    result = tracker.target_result("max_time")
+    assert result["reached"] is True and result["budget"] is None
+    assert (result["steps_to_target"], result["time_to_target_s"]) == (20, 2.25)  # 3 + 17
+    assert (result["num_evals"], result["best"], result["eval_s"]) == (2, 0.95, 0.5)
+    # A window that ended on an evaluation step was judged there: not evaluated twice.
+    tracker = QualityTracker("accuracy", 0.9, steps_before=3, time_before_s=0.5)
+    assert not tracker.record(10, 1.0, {"accuracy": 0.7}, eval_s=0.25)
+    assert not tracker.record_end(10, 1.0, {"accuracy": 0.7}, eval_s=0.25)
+    assert tracker.target_result("max_steps")["num_evals"] == 1
 
 
 SUITE = """
@@ -106,6 +130,12 @@ target_metric = "loss"
 target_value = 0.0
 max_steps = 100000
 max_time_s = 0.3
+[[include]]
+target_metric = "accuracy"
+target_value = 0.05
+max_steps = 100000
+max_time_s = 0.3
+eval_every = 50000
 """
 
 
@@ -185,6 +215,26 @@ def test_an_unreachable_target_stops_at_the_time_budget(target_records) -> None:
     # The window's clock leaves the evaluations out: its length is the steps' time.
     assert 0.3 <= record["metrics"]["window_s"] < 0.3 + 1.0
     assert sum(record["samples"]["step_time_s"]) <= record["metrics"]["window_s"]
+
+
+def test_a_time_budget_that_ends_before_any_periodic_evaluation_is_judged_at_its_end(
+    target_records,
+) -> None:
+    # 0.3 s of tiny-MLP steps is far fewer than 50,000: the only evaluation is the window's
+    # last, and an accuracy of 0.05 (half of chance) is met by then.
+    record = _record(target_records, 0.05)
+    metrics, curve = record["metrics"], record["samples"]["eval"]
+    assert metrics["stop_reason"] == "max_time" and metrics["steps_trained"] < 50_000
+    assert curve == [[metrics["steps_trained"], curve[0][1], metrics["eval"]]]
+    target = metrics["target"]
+    assert target["reached"] is True and target["budget"] is None and target["num_evals"] == 1
+    assert target["steps_to_target"] == metrics["steps_trained"]
+    assert target["best"] == metrics["eval"]["accuracy"] >= 0.05
+    timing, step_times = record["timing"], record["samples"]["step_time_s"]
+    expected = timing["first_step_s"] + timing["warmup_s"] + sum(step_times)
+    assert target["time_to_target_s"] == pytest.approx(expected, rel=1e-9) == curve[0][1]
+    # Its time is counted once: no other evaluation ran (no fine-tuning, no periodic one).
+    assert target["eval_s"] > 0 and timing["eval_s"] == pytest.approx(target["eval_s"])
 
 
 def test_bench_run_says_when_each_target_was_reached_or_why_not(target_run) -> None:
