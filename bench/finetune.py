@@ -30,6 +30,8 @@ import hashlib
 import importlib
 import json
 import os
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,10 @@ PRETRAIN_LR = 1e-3
 # then 5-9; any 10-class image data).
 FIRST_TARGET_CLASS = 5
 CACHE_SUBDIR = "pretrained"
+# torch.load's UnpicklingError puts the weights-only unpickler's own reason after this
+# (torch/serialization.py, torch 2.6 on); the text around it is advice.
+WEIGHTS_UNPICKLER_MARKER = "WeightsUnpickler error:"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -251,10 +257,18 @@ def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
     with ``weights_only=True``: tensors and plain containers only, no code from the file."""
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - unpickling, zip, I/O: each is a corrupt file here
+    except pickle.UnpicklingError as error:
+        # torch's message goes on to advise loading with weights_only=False, which runs code
+        # from the file: the one thing a checkpoint from elsewhere must not do. Bench's own words,
+        # with the unpickler's reason only.
+        raise CaseError(
+            f"checkpoint {path}: not a weights-only torch checkpoint "
+            f"(torch.load(weights_only=True) refused it: {_unpickler_reason(error)})"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - zip, I/O, end of file: each is a corrupt file here
         raise CaseError(
             f"checkpoint {path}: not a readable torch checkpoint "
-            f"({type(error).__name__}: {_first_line(error)})"
+            f"({type(error).__name__}: {_first_sentence(str(error))})"
         ) from None
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
         loaded = loaded["model"]
@@ -316,6 +330,20 @@ def _names(keys: list[str]) -> str:
     return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else "no message"
+def _unpickler_reason(error: pickle.UnpicklingError) -> str:
+    """What the weights-only unpickler objected to (``Unsupported operand 103``, ``Unsupported
+    global: GLOBAL argparse.Namespace was not an allowed global by default``), without the advice
+    around it."""
+    text = str(error)
+    _, marker, reason = text.partition(WEIGHTS_UNPICKLER_MARKER)
+    return _first_sentence(reason if marker else text)
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of the first non-empty line, terminal escapes removed, at most 200
+    characters; "no message" for none."""
+    lines = [line.strip() for line in ANSI_ESCAPE.sub("", text).splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    sentence = lines[0].split(". ")[0].removesuffix(".")
+    return sentence[:200]

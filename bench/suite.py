@@ -33,6 +33,11 @@ CASE_KEYS = tuple(f.name for f in fields(Case) if f.name != "device")
 _TOP_KEYS = ("suite", "base", "matrix", "include", "exclude", "device")
 _SUITE_KEYS = ("name", "description")
 _DEVICE_TABLES = ("matrix", "include", "exclude")
+# First bytes of what torch.load reads: a zip archive's local file header (PKZIP APPNOTE 4.3.7),
+# or a pickle's PROTO opcode and protocol version (pickletools; torch's legacy format uses 2).
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTO = b"\x80"
+PICKLE_VERSIONS = (b"\x02", b"\x03", b"\x04", b"\x05")
 # Keys that Case.not_applicable() may set to None.
 _NULLABLE = {
     *LANGUAGE_ONLY_KEYS,
@@ -192,10 +197,10 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
                 f"{suite.path}: {where.get('data_path', '[[include]]')} data_path = "
                 f"{case.data_path!r}: no such file (data = 'text' trains on it)"
             )
-        if case.checkpoint is not None and not Path(case.checkpoint).expanduser().is_file():
+        if case.checkpoint is not None and (problem := _checkpoint_problem(case.checkpoint)):
             raise UserError(
                 f"{suite.path}: {where.get('checkpoint', '[[include]]')} checkpoint = "
-                f"{case.checkpoint!r}: no such file (the weights to fine-tune)"
+                f"{case.checkpoint!r}: {problem}"
             )
         kept = cases.setdefault(case.id, case)
         if kept != case:
@@ -206,6 +211,29 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
             )
     _warn_no_effect(suite, list(cases.values()), {*base, *pinned, *matrix} & _NULLABLE)
     return list(cases.values())
+
+
+def _checkpoint_problem(checkpoint: str) -> str | None:
+    """Why ``checkpoint`` cannot be a torch checkpoint, from its first bytes (torch-free); None
+    when it may be one. What it holds, and whether it fits the model, is found once it is read
+    (bench/finetune.py: an error record with the reason)."""
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        return "no such file (the weights to fine-tune)"
+    try:
+        with path.open("rb") as f:
+            start = f.read(8)
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    # torch.save writes a zip archive (torch 1.6 on); its legacy format, a pickle of protocol 2
+    # (the magic number first), still loads.
+    if start.startswith(ZIP_MAGIC) or start[:1] == PICKLE_PROTO and start[1:2] in PICKLE_VERSIONS:
+        return None
+    found = "this file is empty" if not start else f"this file starts with {start!r}"
+    return (
+        "not a torch checkpoint (torch.save writes a zip archive, or a pickle in its legacy "
+        f"format; {found})"
+    )
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -1,8 +1,10 @@
 """Fine-tuning: what trains and what stays bit-identical, parameter counts by hand, checkpoints,
 the pretraining cache, and real runs in which the tuned model beats the untuned one."""
 
+import argparse
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,9 @@ import torch
 from torch import nn
 
 from bench import finetune
+from bench import suite as suites
 from bench.config import Case
-from bench.errors import CaseError, ConfigError, NotApplicable
+from bench.errors import CaseError, ConfigError, NotApplicable, UserError
 from bench.lora import LoRALinear, add_adapters
 from bench.worker import prepare
 from bench.workloads import data
@@ -200,8 +203,25 @@ def test_pretrained_weights_are_cached_and_reused(cache: Path) -> None:
 
 def test_read_checkpoint_rejects_a_corrupt_file_and_a_file_of_another_model(tmp_path) -> None:
     corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(b"\x00garbage")
-    with pytest.raises(CaseError, match=r"corrupt.pt: not a readable torch checkpoint"):
+    corrupt.write_bytes(b"garbage")  # 'g' is a pickle opcode the weights-only unpickler refuses
+    with pytest.raises(CaseError) as error:
+        finetune.read_checkpoint(str(corrupt))
+    assert str(error.value) == (
+        f"checkpoint {corrupt}: not a weights-only torch checkpoint "
+        "(torch.load(weights_only=True) refused it: Unsupported operand 103)"
+    )
+    # A pickled object of a class: refused, and never with torch's advice to load it unsafely.
+    torch.save({"weight": torch.zeros(2), "config": argparse.Namespace(lr=1)}, corrupt)
+    with pytest.raises(CaseError) as error:
+        finetune.read_checkpoint(str(corrupt))
+    message = str(error.value)
+    assert "\n" not in message and "False" not in message and "\x1b" not in message
+    assert message.startswith(
+        f"checkpoint {corrupt}: not a weights-only torch checkpoint (torch.load(weights_only=True) "
+        "refused it: Unsupported global: GLOBAL argparse.Namespace was not an allowed global"
+    )
+    corrupt.write_bytes(b"PK\x03\x04 truncated zip")
+    with pytest.raises(CaseError, match=r"corrupt.pt: not a readable torch checkpoint \(Runtime"):
         finetune.read_checkpoint(str(corrupt))
     listing = tmp_path / "list.pt"
     torch.save([torch.zeros(2)], listing)
@@ -215,6 +235,28 @@ def test_read_checkpoint_rejects_a_corrupt_file_and_a_file_of_another_model(tmp_
     message = str(error.value)
     assert "\n" not in message
     assert "1.weight is (256, 784) there, (64, 784) here" in message
+
+
+def test_suite_validation_tells_a_torch_checkpoint_by_its_first_bytes(tmp_path) -> None:
+    """torch.save's two formats pass (read for real later, weights-only); anything else is no
+    checkpoint, found without importing torch."""
+    state = {"w": torch.zeros(2)}
+    torch.save(state, tmp_path / "zip.pt")
+    torch.save(state, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "text.pt").write_text("PK is not enough")
+    suite = tmp_path / "s.toml"
+    suite.write_text('[base]\nmodel_size = "tiny"\ndata = "digits"\nfinetune = "full"\n')
+    for name in ("zip.pt", "legacy.pt"):
+        path = str(tmp_path / name)
+        (case,) = suites.expand(suites.load(str(suite)), "cpu", {"checkpoint": path})
+        assert case.checkpoint == path and finetune.read_checkpoint(path).keys() == {"w"}
+    for name, end in (
+        ("empty.pt", "this file is empty)"),
+        ("text.pt", "this file starts with b'PK is no')"),
+    ):
+        with pytest.raises(UserError, match=re.escape(f"; {end}")):
+            suites.expand(suites.load(str(suite)), "cpu", {"checkpoint": str(tmp_path / name)})
 
 
 # --- configuration --------------------------------------------------------------------------------
@@ -351,6 +393,16 @@ def test_checkpoint_files_missing_corrupt_or_mismatched_are_one_line_errors(
     assert missing.stderr.strip().splitlines() == [
         "bench: error: missing.toml: [matrix] checkpoint = 'nowhere.pt': no such file "
         "(the weights to fine-tune)"
+    ]
+    # A file that is neither a zip archive nor a pickle is no checkpoint: known before running.
+    (tmp_path / "notes.pt").write_text("weights are on the shared drive\n")
+    write_suite(tmp_path, "notes", suite.replace("CHECKPOINTS", '"good.pt", "notes.pt"'))
+    notes = bench("run", "notes", "--device", "cpu")
+    assert notes.returncode == 2 and not (tmp_path / "results").exists()
+    assert notes.stderr.strip().splitlines() == [
+        "bench: error: notes.toml: [matrix] checkpoint = 'notes.pt': not a torch checkpoint "
+        "(torch.save writes a zip archive, or a pickle in its legacy format; this file starts "
+        "with b'weights ')"
     ]
     write_suite(tmp_path, "ck", suite.replace("CHECKPOINTS", '"good.pt", "corrupt.pt", "small.pt"'))
     done = bench("run", "ck", "--device", "cpu")
