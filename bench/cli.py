@@ -323,8 +323,13 @@ def _print_cases(
     from bench.runner import case_labels
 
     labels = case_labels(cases)
-    # Settings pinned with --set are the same in every case, so the column would not show them.
-    pinned = ", ".join(f"{k}={v}" for k, v in overrides.items() if not isinstance(v, list))
+    # Settings pinned with --set are the same in every case, so the column would not show them;
+    # one that applies to no case was normalised away (a warning says so): it is not shown set.
+    pinned = ", ".join(
+        f"{k}={v}"
+        for k, v in overrides.items()
+        if not isinstance(v, list) and any(getattr(case, k) is not None for case in cases)
+    )
     table = Table(
         title=f"{suite.name} on {device}: {_count(cases)} (dry run: nothing runs)",
         caption=f"every case: {pinned}" if pinned else None,

@@ -28,6 +28,7 @@ from bench.workloads.catalog import (
     size_of,
     workload_info,
 )
+from bench.workloads.lora_layers import adapted_layers, narrowest
 from bench.workloads.vision_shapes import AUGMENTS
 
 PRECISIONS = ("fp32", "tf32", "bf16", "amp-bf16", "amp-fp16")
@@ -117,6 +118,9 @@ FINETUNE_ONLY_KEYS = ("finetune_task", "pretrain_steps", "checkpoint")
 LORA_ONLY_KEYS = ("lora_rank", "lora_alpha")
 RECSYS_ONLY_KEYS = ("pooling",)
 DEFAULT_PRETRAIN_STEPS = 300
+# The ``corpus`` fine-tuning task's source: gpt pretrains on the stdlib's source code
+# (bench/finetune.py), so its target must be another corpus.
+CORPUS_SOURCE = "stdlib"
 DEFAULT_LORA_RANK = 8
 DEFAULT_EVAL_EVERY = 50
 # Held-out metrics a target may name, and which way is better: a loss-like metric is reached at
@@ -376,6 +380,15 @@ class Case:
                 raise ConfigError(
                     "data", self.data, "fine-tuning needs real data: noise has no task to transfer"
                 )
+            task = self.finetune_task or info.finetune_tasks[0]
+            if task == "corpus" and self.data == CORPUS_SOURCE:
+                others = [d for d in info.data if d not in ("auto", CORPUS_SOURCE, "synthetic")]
+                raise ConfigError(
+                    "data",
+                    self.data,
+                    f"the corpus task pretrains on {CORPUS_SOURCE}; tune on another: "
+                    f"{', '.join(others)} (auto = docs)",
+                )
         if self.finetune_task is not None and info.finetune_tasks:
             _choice(
                 "finetune_task",
@@ -385,6 +398,17 @@ class Case:
             )
         for key in ("pretrain_steps", "lora_rank"):
             _number(key, getattr(self, key), integer=True, bound="positive", optional=True)
+        if self.finetune == "lora" and self.lora_rank is not None and self.model_size is not None:
+            layer = narrowest(adapted_layers(self.workload, self.model_size))
+            if layer is not None and self.lora_rank >= min(layer[1], layer[2]):
+                name, n_in, n_out = layer
+                raise ConfigError(
+                    "lora_rank",
+                    self.lora_rank,
+                    f"must be below {min(n_in, n_out)}, the narrowest layer LoRA adapts in "
+                    f"{self.workload} {self.model_size} ({name}, {n_in} -> {n_out}): a rank >= "
+                    "min(in, out) is not low-rank",
+                )
         _number("lora_alpha", self.lora_alpha, integer=False, bound="positive", optional=True)
         _str("checkpoint", self.checkpoint, optional=True)
 

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.config import Case
+from bench.config import CORPUS_SOURCE, Case
 from bench.cpu_peak import cache_dir
 from bench.errors import CaseError, NotApplicable
 from bench.lora import add_adapters
@@ -114,6 +114,8 @@ def prepare(case: Case, device: torch.device, dtype: torch.dtype) -> Finetuned:
 def make_task(case: Case) -> Task:
     """The source and target data of the case's task."""
     if case.finetune_task == "corpus":
+        # Validation keeps data = CORPUS_SOURCE out: tuning on the pretraining corpus is no task.
+        assert case.data != CORPUS_SOURCE, "unvalidated case"
         family = importlib.import_module(f"bench.workloads.{case.workload}")
         return Task(source=data.stdlib_corpus(), target=family.load(case), new_head=False)
     # Image families: their ``load(case)`` gives splits with ``x_train``, ``y_train``, ``x_val``,

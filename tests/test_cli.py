@@ -51,6 +51,43 @@ BAD_INPUTS = [
     ),
     (["run", "ok", "--device", "tpu", "--out", "res"], "argument --device: invalid choice: 'tpu'"),
     (["run", "ok", "--repeats", "0", "--out", "res"], "--repeats 0: must be a positive integer"),
+    (
+        [
+            "run",
+            "ok",
+            "--set",
+            "target_metric=accuracy",
+            "--set",
+            "target_value=0.8",
+            "--set",
+            "max_steps=30",
+            "--set",
+            "eval_every=100",
+            "--out",
+            "res",
+        ],
+        "ok.toml: --set eval_every = 100: must be <= max_steps (30) in a target case",
+    ),
+    (
+        [
+            "run",
+            "ok",
+            "--set",
+            "workload=gpt",
+            "--set",
+            "finetune=full",
+            "--set",
+            "data=stdlib",
+            "--out",
+            "res",
+        ],
+        "ok.toml: --set data = 'stdlib': the corpus task pretrains on stdlib",
+    ),
+    (
+        ["run", "ok", "--set", "finetune=lora", "--set", "lora_rank=300", "--out", "res"],
+        "ok.toml: --set lora_rank = 300: must be below 32, the narrowest layer LoRA adapts in "
+        "mlp tiny (3.weight, 64 -> 32)",
+    ),
     (["run", "--out", "res"], "give a suite (e.g. suites/compile_vs_eager) or --resume RUN"),
     (["run", "--resume", "nowhere"], "--resume nowhere: not a run directory"),
     (["run", "ok", "--resume", "old/ok/20260101-000000"], "takes the suite and its options from"),
@@ -91,6 +128,12 @@ def test_dry_run_prints_the_cases_and_runs_nothing(workdir, bench):
     assert not (workdir / "res").exists()
     pinned = bench("run", "ok", "--dry-run", "--device", "cpu", "--set", "batch_size=128")
     assert "every case: batch_size=128" in pinned.stdout
+    # A pinned key that applies to none of the cases (an MLP has no seq_len) is not shown as set
+    # (it is normalised away, and a warning says it has no effect).
+    moot = bench("run", "ok", "--dry-run", "--device", "cpu", "--set", "batch_size=128",
+                 "--set", "seq_len=32")  # fmt: skip
+    assert "every case: batch_size=128" in moot.stdout
+    assert "seq_len" not in moot.stdout and "seq_len has no effect" in moot.stderr
 
 
 def test_list_json_has_every_workload_size_with_its_parameter_count(bench):

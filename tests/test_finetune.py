@@ -18,6 +18,7 @@ from bench.errors import CaseError, ConfigError, NotApplicable, UserError
 from bench.lora import LoRALinear, add_adapters
 from bench.worker import prepare
 from bench.workloads import data
+from bench.workloads.lora_layers import adapted_layers
 from bench.workloads.workload import build
 from tests.conftest import write_suite
 
@@ -281,11 +282,57 @@ def test_finetune_keys_resolve_defaults_and_drop_what_does_not_apply() -> None:
         ({"finetune": "full", "finetune_task": "corpus"}, "allowed for mlp: new-classes, rotated"),
         ({"finetune": "lora", "lora_rank": 0}, "lora_rank = 0: must be a positive integer"),
         ({"finetune": "full", "data": "synthetic"}, "data = 'synthetic': fine-tuning needs real"),
+        # The corpus task pretrains on the stdlib: tuning on it again transfers nothing.
+        ({"workload": "gpt", "finetune": "full", "data": "stdlib"},
+         "data = 'stdlib': the corpus task pretrains on stdlib; tune on another: docs, text"),
+        # tiny: 784 -> 64 -> 32 -> 10; adapters on 1 (784 -> 64) and 3 (64 -> 32).
+        ({"finetune": "lora", "lora_rank": 32},
+         "lora_rank = 32: must be below 32, the narrowest layer LoRA adapts in mlp tiny "
+         "(3.weight, 64 -> 32): a rank >= min(in, out) is not low-rank"),
+        ({"workload": "gpt", "finetune": "lora", "lora_rank": 128},
+         "must be below 128, the narrowest layer LoRA adapts in gpt tiny (blocks.0.attn.c_attn"),
+    ],
+)  # fmt: skip
+def test_bad_finetune_settings_name_what_is_allowed(values, message) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _case(**values)
+
+
+def test_a_rank_just_below_the_narrowest_adapted_layer_is_allowed() -> None:
+    assert _case(finetune="lora", lora_rank=31).lora_rank == 31
+    # base (the tutorial's 784 -> 512 -> 256 -> 10): the narrowest adapted layer is 256 wide.
+    assert _case(finetune="lora", model_size="base", lora_rank=255).lora_rank == 255
+    with pytest.raises(ConfigError, match=r"lora_rank = 300: must be below 256, .* mlp base "):
+        _case(finetune="lora", model_size="base", lora_rank=300)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"finetune": "lora"},
+        {"finetune": "lora", "model_size": "base"},
+        {"workload": "gpt", "finetune": "lora"},
+        {"workload": "vit", "data": "digits", "finetune": "lora"},
+        {"workload": "cnn", "data": "digits", "finetune": "lora"},
     ],
 )
-def test_bad_finetune_settings_name_what_is_allowed(values, message) -> None:
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        _case(**values)
+def test_the_catalog_names_the_layers_lora_adapts_in_the_built_model(values) -> None:
+    """The torch-free list that validation checks ranks against is the list of weights
+    add_adapters really adapts (read back from the adapters' own shapes)."""
+    case = _case(**values)
+    workload = build(case, CPU, torch.float32)
+    model = workload.model
+    add_adapters(model, 2, 4.0, skip=model.get_submodule(workload.head))
+    adapted = []  # (weight's name in the model before adapters, in, out)
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):  # in place of the Linear it wraps
+            adapted.append((f"{name}.weight", module.lora_A.shape[1], module.lora_B.shape[0]))
+        for param, deltas in getattr(module, "parametrizations", {}).items():
+            (delta,) = deltas
+            adapted.append((f"{name}.{param}", delta.lora_A.shape[1], delta.lora_B.shape[0]))
+    expected = adapted_layers(case.workload, case.model_size)
+    assert sorted(adapted) == sorted(expected)
+    assert bool(expected) == (case.workload != "cnn")  # a ResNet's only linear is its head
 
 
 # --- real runs through the CLI ------------------------------------------------------------------
