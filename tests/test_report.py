@@ -523,6 +523,9 @@ def test_compile_figure_bars_are_speedup_compile_time_and_break_even(tmp_path, f
     assert _bar_heights(speedup_ax) == [round(0.011 / 0.008, 6)]
     assert _bar_heights(compile_ax) == [1.492]
     assert _bar_heights(break_even_ax) == [round(1.492 / 0.003, 6)]  # 497 steps
+    # Modes skipped on this device take no place on any panel (no empty category).
+    for ax in plot.figure.axes:
+        assert [tick.get_text() for tick in ax.get_xticklabels()] == ["default"]
     _written(plot, tmp_path)
 
 

@@ -59,7 +59,7 @@ def compile_figure(cases: pd.DataFrame, repeats: pd.DataFrame, axes: list[str]) 
         label=hue,
         break_even=break_even_steps(cases),
         speedup=speedup_vs_reference(cases),
-    )[lambda d: d["compile"] != "eager"]
+    )[lambda d: (d["compile"] != "eager") & d["step_time_s"].notna()]  # modes that ran
     hue_col = "label" if hue is not None else None
     fig, (ax1, ax2, ax3) = panels(3)
     sns.barplot(
