@@ -28,6 +28,7 @@ from bench.workloads.catalog import (
     size_of,
     workload_info,
 )
+from bench.workloads.hub_weights import TORCHVISION, WEIGHTS, sizes_with_weights
 from bench.workloads.lora_layers import adapted_layers, narrowest
 from bench.workloads.vision_shapes import AUGMENTS
 
@@ -228,7 +229,10 @@ class Case:
     a ``checkpoint``; default 300). Its weights are cached, so other cases reuse them."""
     checkpoint: str | None = None
     """A state-dict file (``torch.save(model.state_dict())``, or a dict with it under ``model``)
-    of the workload's model to fine-tune, instead of pretraining one (fine-tuning only)."""
+    of the workload's model to fine-tune, instead of pretraining one (fine-tuning only); or
+    ``"torchvision"``: torchvision's ImageNet weights for the size, read from the local torch hub
+    cache and never downloaded (bench/workloads/hub_weights.py; ``cnn`` resnet18/34/50, ``vit``
+    vit_b_16/vit_l_16)."""
     lora_rank: int | None = None
     """Rank r of the LoRA adapters (``lora`` only; default 8)."""
     lora_alpha: float | None = None
@@ -513,7 +517,32 @@ class Case:
         if case.target_metric is not None:
             resolved["eval_every"] = case.eval_every or min(DEFAULT_EVAL_EVERY, case.max_steps)
         case = dataclasses.replace(case, **resolved)
-        return dataclasses.replace(case, **{key: None for key in case.not_applicable()})
+        case = dataclasses.replace(case, **{key: None for key in case.not_applicable()})
+        case._check_hub_weights()
+        return case
+
+    def _check_hub_weights(self) -> None:
+        """``checkpoint = "torchvision"`` names weights torchvision publishes, at the input size
+        they take (on the resolved case: its size and image side)."""
+        if self.checkpoint != TORCHVISION:
+            return
+        assert self.model_size is not None, "unresolved case"
+        weights = WEIGHTS.get((self.workload, self.model_size))
+        if weights is None:
+            raise ConfigError(
+                "checkpoint",
+                self.checkpoint,
+                f"torchvision publishes no weights for {self.workload} {self.model_size}; it "
+                f"does for {sizes_with_weights()} (a file named torchvision: ./torchvision)",
+            )
+        if weights.image_size is not None and self.image_size != weights.image_size:
+            raise ConfigError(
+                "image_size",
+                self.image_size,
+                f"{weights.enum} takes {weights.image_size}x{weights.image_size} images only "
+                f"(its position embeddings hold one per patch): image_size = "
+                f"{weights.image_size} with checkpoint = 'torchvision'",
+            )
 
     def not_applicable(self) -> list[str]:
         """Keys that mean nothing for this case: normalised to None, so that they neither change

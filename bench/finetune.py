@@ -3,7 +3,9 @@
 A fine-tuning case (``finetune`` set) has two phases in its one process:
 
 1. **Pretrained weights**, outside the measured run (``timing.pretrain_s``): from ``checkpoint``
-   (a state-dict file), from the cache of an earlier case, or trained now on the task's *source*
+   (a state-dict file; ``"torchvision"``: torchvision's ImageNet weights from the local torch hub
+   cache, their 1000-class head dropped for the workload's new one), from the cache of an
+   earlier case, or trained now on the task's *source*
    for ``pretrain_steps`` steps with a fixed recipe (:data:`PRETRAIN_RECIPE`), then cached under
    the bench cache directory, keyed by everything that determines them, so that the other
    strategies and repeats of a suite start from the very same weights.
@@ -46,6 +48,7 @@ from bench.lora import add_adapters
 from bench.timing import time_call
 from bench.workloads import data
 from bench.workloads.catalog import workload_info
+from bench.workloads.hub_weights import TORCHVISION, WEIGHTS
 from bench.workloads.workload import DataInfo, Workload, build
 
 # The pretraining phase's recipe: fixed, so that every fine-tuning strategy, optimizer, batch
@@ -92,18 +95,23 @@ def prepare(case: Case, device: torch.device, dtype: torch.dtype) -> Finetuned:
     if workload.head is None:
         raise AssertionError(f"{case.workload} names no head: it offers no fine-tuning task")
     (source, state), pretrain_s = time_call(lambda: pretrained(case, task, device), device)
+    new_head = task.new_head
+    if source["weights"] == TORCHVISION:
+        # ImageNet's 1000-class head means nothing for ten classes: the workload's own, new.
+        state = own_head(state, workload.model, workload.head)
+        new_head = True
     load_state(workload.model, state, source["checkpoint"], case)
     head = workload.model.get_submodule(workload.head)
-    if task.new_head:
+    if new_head:
         torch.manual_seed(case.seed)
         for module in head.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-    adapter_params = apply_strategy(workload.model, head, case, task.new_head)
+    adapter_params = apply_strategy(workload.model, head, case, new_head)
     info = {
         "strategy": case.finetune,
         "task": case.finetune_task,
-        "new_head": task.new_head,
+        "new_head": new_head,
         "head": workload.head,
         "adapter_params": adapter_params,
         **source,
@@ -160,6 +168,18 @@ def _replace_images(splits: Any, x_train, x_val, y_train, y_val) -> Any:
 
 def pretrained(case: Case, task: Task, device: torch.device) -> tuple[dict[str, Any], dict]:
     """``runtime.finetune``'s account of the weights, and the weights (a state dict on the CPU)."""
+    if case.checkpoint == TORCHVISION:
+        path, state, weights = hub_weights(case)
+        source = {
+            "weights": TORCHVISION,
+            "checkpoint": str(path),
+            "checkpoint_sha256": file_sha256(path),
+            "torchvision_weights": weights.enum,
+            "pretrain_steps": None,
+        }
+        return {**source, "pretrain_train_s": None, "source_data": None, "source_eval": None}, (
+            state
+        )
     if case.checkpoint is not None:
         path = str(Path(case.checkpoint).expanduser())
         source = {"weights": "checkpoint", "checkpoint": path, "pretrain_steps": None}
@@ -201,6 +221,37 @@ def pretrained(case: Case, task: Task, device: torch.device) -> tuple[dict[str, 
     state, result = pretrain(case, task.source, device)
     _write_cache(path, notes_path, state, {"key": key, "result": result})
     return {"weights": "trained", **common, **result}, state
+
+
+def hub_weights(case: Case) -> tuple[Path, dict[str, torch.Tensor], Any]:
+    """torchvision's DEFAULT weights of the case's size, as torchvision would have saved them in
+    ``torch.hub.get_dir()/checkpoints``; never downloaded (``load_state_dict_from_url`` would)."""
+    assert case.model_size is not None, "unresolved case"
+    weights = WEIGHTS[case.workload, case.model_size]  # validation allows no other size
+    path = Path(torch.hub.get_dir()) / "checkpoints" / weights.filename
+    if not path.is_file():
+        raise CaseError(
+            f"checkpoint = 'torchvision': no {path} (torchvision's {weights.enum}; bench never "
+            f"downloads: fetch {weights.url} to that path)"
+        )
+    return path, read_checkpoint(str(path)), weights
+
+
+def own_head(state: dict[str, torch.Tensor], model: nn.Module, head: str) -> dict:
+    """``state`` with the tensors of module ``head`` (``fc``, ``heads.head``) replaced by the
+    model's own: another model's head is dropped, whatever its shape."""
+    prefix = f"{head}."
+    kept = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    return {**kept, **own}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def describe(splits: Any) -> dict[str, Any]:

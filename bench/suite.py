@@ -28,6 +28,7 @@ from bench.config import (
     unknown_key_help,
 )
 from bench.errors import ConfigError, UserError
+from bench.workloads.hub_weights import TORCHVISION, missing_reason
 
 CASE_KEYS = tuple(f.name for f in fields(Case) if f.name != "device")
 _TOP_KEYS = ("suite", "base", "matrix", "include", "exclude", "device")
@@ -197,7 +198,7 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
                 f"{suite.path}: {where.get('data_path', '[[include]]')} data_path = "
                 f"{case.data_path!r}: no such file (data = 'text' trains on it)"
             )
-        if case.checkpoint is not None and (problem := _checkpoint_problem(case.checkpoint)):
+        if case.checkpoint is not None and (problem := _checkpoint_problem(case)):
             raise UserError(
                 f"{suite.path}: {where.get('checkpoint', '[[include]]')} checkpoint = "
                 f"{case.checkpoint!r}: {problem}"
@@ -213,11 +214,14 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
     return list(cases.values())
 
 
-def _checkpoint_problem(checkpoint: str) -> str | None:
-    """Why ``checkpoint`` cannot be a torch checkpoint, from its first bytes (torch-free); None
-    when it may be one. What it holds, and whether it fits the model, is found once it is read
-    (bench/finetune.py: an error record with the reason)."""
-    path = Path(checkpoint).expanduser()
+def _checkpoint_problem(case: Case) -> str | None:
+    """Why the case's ``checkpoint`` cannot be a torch checkpoint, from its first bytes
+    (torch-free); None when it may be one. What it holds, and whether it fits the model, is found
+    once it is read (bench/finetune.py: an error record with the reason)."""
+    assert case.checkpoint is not None and case.model_size is not None, "unresolved case"
+    if case.checkpoint == TORCHVISION:
+        return missing_reason(case.workload, case.model_size)
+    path = Path(case.checkpoint).expanduser()
     if not path.is_file():
         return "no such file (the weights to fine-tune)"
     try:
