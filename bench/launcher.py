@@ -174,11 +174,26 @@ def _isolated(target: Callable[..., None], *args: Any) -> None:
     # Own process group: a Ctrl-C at the terminal reaches the launcher only, and the launcher can
     # kill the whole group (inductor's compile workers included).
     os.setpgrp()
+    # Every child of a fork server inherits the write end of its "alive" pipe (multiprocessing
+    # passes it with each request): while a child held it, the fork server never saw the
+    # launcher go (EOF on that pipe) and outlived a SIGKILLed bench, and the child's PDEATHSIG
+    # below never fired. Nothing here uses it: a child that starts a fork server of its own gets
+    # a new pipe, and torchrun's ranks and DataLoader workers are forked.
+    _drop_fork_server_alive_fd()
     # Die with the fork server, which exits when the launcher does (even by SIGKILL), so that a
     # killed sweep leaves no case running on. Linux only: prctl(PR_SET_PDEATHSIG, SIGKILL).
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     target(*args)
+
+
+def _drop_fork_server_alive_fd() -> None:
+    server = forkserver._forkserver
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None and getattr(server, "_forkserver_pid", None) is None:
+        # Inherited, not this process's own fork server's.
+        os.close(fd)
+        server._forkserver_alive_fd = None
 
 
 # Process targets. They import the worker inside the child (where the fork server has already

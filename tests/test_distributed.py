@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -184,6 +185,75 @@ nproc = 1
         if any(run_dir in part for part in process.info["cmdline"] or []):
             left.append(process.pid)
     assert left == []
+
+
+def watch(process: subprocess.Popen, timeout: float = 300) -> tuple[str, str, set]:
+    """Wait for ``process``; its output and every descendant it had while it ran (fork server,
+    agents, ranks: all forked, so their command lines do not name the run)."""
+    family: set = set()
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        assert time.monotonic() < deadline, "bench did not finish"
+        try:
+            family.update(psutil.Process(process.pid).children(recursive=True))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    stdout, stderr = process.communicate()
+    return stdout, stderr, family
+
+
+HANG = """
+import time
+
+import torch.optim
+
+original = torch.optim.SGD.step
+calls = [0]
+
+
+def step(self, *args, **kwargs):
+    calls[0] += 1
+    if calls[0] == 3:
+        print("third step: sleeping", flush=True)
+        time.sleep(3600)
+    return original(self, *args, **kwargs)
+
+
+torch.optim.SGD.step = step
+"""
+
+
+def test_a_sigkilled_bench_leaves_no_case_running(tmp_path, bench_env):
+    """SIGKILL cannot be handled: the fork server and the case's process must see the launcher
+    go by themselves (EOF on the fork server's alive pipe, then PDEATHSIG)."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "sitecustomize.py").write_text(HANG)
+    bench_env["PYTHONPATH"] = f"{faults}:{bench_env.get('PYTHONPATH', '')}"
+    path = write_suite(tmp_path, "dist", TINY_DIST + 'optimizer = "sgd"\n')
+    with open(tmp_path / "out.txt", "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.cli", "run", str(path), "--out", "res"],
+            cwd=tmp_path,
+            env=bench_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 120
+    while not any("sleeping" in p.read_text() for p in tmp_path.glob("res/*/*/logs/*.log")):
+        assert process.poll() is None, (tmp_path / "out.txt").read_text()
+        assert time.monotonic() < deadline, "the case did not start"
+        time.sleep(0.1)
+    family = psutil.Process(process.pid).children(recursive=True)
+    assert len(family) >= 2  # the fork server, the case
+    process.kill()
+    process.wait()
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for left in alive:
+        left.kill()
+    assert alive == [], [p.pid for p in alive]
 
 
 def test_submitit_executor_gathers_every_job_into_one_run(tmp_path, bench):
