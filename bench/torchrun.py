@@ -114,10 +114,16 @@ def failure(
     the first error that is not a lost peer names the rank; when every error is a lost peer,
     the cause is a rank that left none (killed by a signal)."""
     world = f"of {case.world_size}"
-    killed = [
-        rank for rank, info in sorted(failures.items()) if info["signal"] not in (None, "SIGTERM")
-    ]
     errors = rank_errors(log_dir, job_name)
+    # Ranks that ended on their own without an error file: a signal other than the agent's
+    # SIGTERM, or an exit code (os._exit in the model's code, a native library's exit).
+    with_error = {e["rank"] for e in errors}
+    killed = [
+        rank
+        for rank, info in sorted(failures.items())
+        if info["signal"] not in (None, "SIGTERM")
+        or (info["signal"] is None and rank not in with_error)
+    ]
     own = [e for e in errors if not _lost_peer(e["reason"])]
     if own and not killed:
         first_error = own[0]
@@ -141,9 +147,10 @@ def failure(
     last = (lost["reason"].strip().splitlines() or [""])[-1]
     return {
         "status": "error",
-        "reason": f"rank {names} {world} died without an error of its own (a signal: killed "
-        "from outside, or by the kernel's out-of-memory killer); rank "
-        f"{lost['rank']} then lost it:\n{last}",
+        "reason": f"rank {names} {world} died without an error of its own (an exit code or a "
+        "signal the agent did not report, as it saw rank "
+        f"{first} end first: an os._exit in the model's code, a kill from outside, the kernel's "
+        f"out-of-memory killer); rank {lost['rank']} then lost it:\n{last}",
     }
 
 

@@ -134,6 +134,7 @@ def raise_():
 fault(torch.optim.AdamW, raise_)
 fault(torch.optim.Adam, lambda: os.kill(os.getpid(), signal.SIGKILL))
 fault(torch.optim.SGD, lambda: time.sleep(3600))
+fault(torch.optim.RMSprop, lambda: os._exit(3))
 """
 
 
@@ -161,13 +162,24 @@ optimizer = "sgd"
 nproc = 2
 timeout_s = {timeout_s}
 [[include]]
+optimizer = "rmsprop"
+nproc = 2
+[[include]]
 optimizer = "sgd"
 nproc = 1
 """,
     )
-    done = bench("run", str(path), "--out", "res", "--device", "cpu")
-    assert done.returncode == 1, done.stdout + done.stderr  # a crash and a hang: failures
-    raised, killed, hung, after = records_of(tmp_path / "res", "dist")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", str(path), "--out", "res", "--device", "cpu"],
+        cwd=tmp_path,
+        env=bench_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stdout, stderr, family = watch(process)
+    assert process.returncode == 1, stdout + stderr  # crashes and a hang: failures
+    raised, killed, hung, exited, after = records_of(tmp_path / "res", "dist")
     assert raised["status"] == "error"
     assert raised["reason"].startswith("rank 1 of 2 failed first")
     assert raised["reason"].endswith("RuntimeError: injected failure on rank 1")
@@ -177,14 +189,17 @@ nproc = 1
     assert hung["reason"].startswith(f"killed after timeout_s = {timeout_s} s with 2 ranks")
     assert "\nrank 0: " in hung["reason"] and "\nrank 1: " in hung["reason"]
     assert timeout_s <= hung["timing"]["wall_s"] < timeout_s + 10
+    assert exited["status"] == "error"
+    # The agent names rank 1's exit code when it sees rank 1 end first; when it sees rank 0's
+    # lost peer first, it never learns the code, and the reason must not claim a signal.
+    assert exited["reason"].startswith(("rank 1 of 2 died: exit code 3\n", "rank 1 of 2 died "))
+    assert "died: exit code 3" in exited["reason"] or "an exit code or a signal" in exited["reason"]
     assert after["status"] == "ok", after["reason"]
-    # Nothing of the failed cases runs on: every rank was reaped.
-    run_dir = str(tmp_path / "res")
-    left = []
-    for process in psutil.process_iter(["cmdline"]):
-        if any(run_dir in part for part in process.info["cmdline"] or []):
-            left.append(process.pid)
-    assert left == []
+    # Nothing of the failed cases runs on: every agent and rank bench had was reaped (and the
+    # fork server left with bench).
+    assert len(family) >= 4
+    _, alive = psutil.wait_procs(list(family), timeout=5)
+    assert alive == [], [p.cmdline() for p in alive]
 
 
 def watch(process: subprocess.Popen, timeout: float = 300) -> tuple[str, str, set]:
