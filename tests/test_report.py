@@ -678,6 +678,19 @@ def test_report_code_never_imports_torch():
     assert done.returncode == 0, done.stderr
 
 
+def test_scaling_efficiency_counts_every_node_s_ranks():
+    # World size nproc x nnodes, against the one-process one-node case: 1000 samples/s alone;
+    # 1800 on 2 ranks (0.90), whether on one node or two; 3400 on 4 (3400 / 4000 = 0.85).
+    rates = {(1, 1): 1000.0, (2, 1): 1800.0, (1, 2): 1800.0, (2, 2): 3400.0}
+    records = [
+        _hand(f"p{p}n{n}", {"nproc": p, "nnodes": n}, _timed(8 / rate), suite="scaling")
+        for (p, n), rate in rates.items()
+    ]
+    agg = aggregate(records_frame(records))
+    assert agg["samples_per_s"].round(6).tolist() == [1000.0, 1800.0, 1800.0, 3400.0]
+    assert scaling_efficiency(agg).round(6).tolist() == [1.0, 0.9, 0.9, 0.85]
+
+
 def test_scaling_twin_with_the_same_strategy_where_one_process_records_one():
     # ddp: 100 samples/s at 1, 160 at 2 (0.8); fsdp: 50 at 1, 90 at 2 (0.9), not 90 / 200.
     rates = {("ddp", 1): 100.0, ("ddp", 2): 160.0, ("fsdp", 1): 50.0, ("fsdp", 2): 90.0}

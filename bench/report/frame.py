@@ -291,6 +291,7 @@ DEPENDENT_KEYS: dict[str, tuple[str, ...]] = {
     "compile": COMPILE_ONLY_KEYS,
     "optimizer": ("lr", "impl", "nesterov"),
     "nproc": ("strategy",),
+    "world_size": ("strategy",),  # scaling_efficiency's nproc x nnodes
     "finetune": ("lora_rank", "lora_alpha"),
 }
 
@@ -354,11 +355,15 @@ def break_even_steps(agg: pd.DataFrame) -> pd.Series:
 
 
 def scaling_efficiency(cases: pd.DataFrame) -> pd.Series:
-    """throughput(N) / (N x throughput(1)), against the nproc = 1 twin (NaN without one)."""
+    """throughput(N) / (N x throughput(1)), N the world size (nproc x nnodes), against the twin
+    of world size 1: one process on one node (NaN without one)."""
     if "nproc" not in cases:
         return pd.Series(math.nan, index=cases.index)
-    single = reference_values(cases, "nproc", 1, "samples_per_s")
-    return (cases["samples_per_s"] / (cases["nproc"] * single)).rename("scaling_efficiency")
+    nnodes = cases["nnodes"].fillna(1) if "nnodes" in cases else 1
+    world = cases["nproc"].fillna(1) * nnodes
+    others = cases.drop(columns=[c for c in ("nproc", "nnodes") if c in cases])
+    single = reference_values(others.assign(world_size=world), "world_size", 1, "samples_per_s")
+    return (cases["samples_per_s"] / (world * single)).rename("scaling_efficiency")
 
 
 def peak_memory_bytes(cases: pd.DataFrame) -> pd.Series:
