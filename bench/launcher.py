@@ -78,12 +78,22 @@ class Launcher:
 
     def run(self, job: Job) -> dict[str, Any]:
         """Run one job to its end and return the worker's result, with ``timing`` filled in."""
-        result_path = self.run_dir / "logs" / f"{job.name}.result.json"
-        log_path = self.run_dir / "logs" / f"{job.name}.log"
+        # Several nodes share the run directory (a Slurm job on shared storage): each node has
+        # its own result and agent log; node 0's result is the record.
+        node = self._node_suffix(job.case)
+        result_path = self.run_dir / "logs" / f"{job.name}{node}.result.json"
+        log_path = self.run_dir / "logs" / f"{job.name}{node}.log"
         if job.case.world_size > 1:
             return self._run_torchrun(job, result_path, log_path)
         args = (job.case.to_dict(), str(result_path), str(log_path))
         return self._call(_run_worker, args, result_path, log_path, job.case.timeout_s)
+
+    def _node_suffix(self, case: Case) -> str:
+        if case.nnodes == 1:
+            return ""
+        if self.placement.node_rank is not None:
+            return f".node{self.placement.node_rank}"
+        return f".{os.uname().nodename}-{os.getpid()}"  # c10d: the nodes order themselves
 
     def _run_torchrun(self, job: Job, result_path: Path, log_path: Path) -> dict[str, Any]:
         """torchrun's agent for this node, forked like any worker; it forks the ranks. Its own

@@ -387,6 +387,57 @@ def test_two_nodes_meet_and_each_records_the_merged_case(tmp_path, bench_env):
     assert ranks[0]["param_checksum_end"] == ranks[1]["param_checksum_end"]
 
 
+SHARED_NODE = """
+import json, sys
+from pathlib import Path
+from bench.config import Case
+from bench.executors import Launcher, run_job
+from bench.launcher import Job
+from bench.torchrun import Placement
+
+if __name__ == "__main__":  # the fork server imports this module too
+    case = Case.from_dict(json.loads(sys.argv[3]))
+    launcher = Launcher(Path("shared"), Placement(sys.argv[2], "static", int(sys.argv[1])))
+    print(json.dumps(run_job(launcher, Job(case, 0), lambda *a: None)))
+"""
+
+
+def test_nodes_sharing_a_run_directory_keep_their_own_result_and_log(tmp_path, bench_env):
+    """A Slurm job's nodes run the launcher in one run directory on shared storage (as
+    executors.node_job does): each node's result and log are its own."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "shared" / "logs").mkdir(parents=True)
+    (tmp_path / "node.py").write_text(SHARED_NODE)
+    values = {"model_size": "tiny", "data": "digits", "nnodes": 2, "threads": 1,
+              "warmup_steps": 2, "min_steps": 10, "max_steps": 10, "min_time_s": 0.0,
+              "timeout_s": 120, "device": "cpu"}  # fmt: skip
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "node.py", str(n), f"127.0.0.1:{port}", json.dumps(values)],
+            cwd=tmp_path,
+            env=bench_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=240) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert [r["status"] for r in results] == ["ok", "ok"], [r.get("reason") for r in results]
+    name = f"{Case.from_dict(values).id}-r0"
+    logs = tmp_path / "shared" / "logs"
+    assert sorted(p.name for p in logs.glob(f"{name}.node*.log")) == [
+        f"{name}.node0.log",
+        f"{name}.node1.log",
+    ]
+    assert results[0]["metrics"]["samples_per_s"] == results[1]["metrics"]["samples_per_s"]
+    assert not list(logs.glob("*.result.json*"))  # each node read and removed its own
+
+
 def _rank(rank: int, median: float, rss: int, loss: float, times: list[float]) -> dict:
     return {
         "status": "ok",
