@@ -190,6 +190,11 @@ def rank_log_path(log_dir: str, name: str, rank: int) -> Path:
     return Path(log_dir) / f"{name}.rank{rank}.log"
 
 
+def rendezvous_timeout_s(case: Case) -> int:
+    """How long a node waits for the others: half the case's timeout_s, at most 10 minutes."""
+    return max(1, min(int(case.timeout_s // 2), 600))
+
+
 def launch(
     case_dict: dict[str, Any],
     placement_dict: dict[str, Any],
@@ -223,8 +228,11 @@ def launch(
             # The same on every node: the case and repeat.
             "run_id": f"{placement.rdzv_id}-{job_name}",
         }
-        # Nodes that start a case apart wait for each other up to the case's limit.
-        rdzv_configs = {"join_timeout": int(case.timeout_s), "timeout": int(case.timeout_s)}
+        # Nodes that start a case apart wait for each other, but not for the whole of the
+        # case's limit: nodes that never meet are an error of the rendezvous (the agent's),
+        # before the launcher's timeout_s kills the case as a hang.
+        wait_s = rendezvous_timeout_s(case)
+        rdzv_configs = {"join_timeout": wait_s, "timeout": wait_s}
         if placement.rdzv_backend == "static":
             rdzv_configs["rank"] = placement.node_rank
     config = LaunchConfig(

@@ -161,6 +161,12 @@ def _lost_peer(reason: str) -> bool:
 
 def timeout_reason(case: Case, log_dir: Path, job_name: str) -> str:
     """A case that passed ``timeout_s``: no rank failed, so one hung or waited on one that did."""
+    logs = [log_dir / f"{job_name}.rank{rank}.log" for rank in range(case.world_size)]
+    if not any(log.exists() for log in logs):
+        return (
+            f"killed after timeout_s = {case.timeout_s:g} s with no rank started: the agent "
+            "never got past the rendezvous (the nodes never met) or hung before starting them"
+        )
     lines = []
     for rank in range(case.world_size):
         last = _tail(log_dir / f"{job_name}.rank{rank}.log", 1) or "(nothing logged)"

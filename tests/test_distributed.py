@@ -348,6 +348,24 @@ def test_multi_node_needs_an_endpoint_and_a_node_rank_below_nnodes(tmp_path, ben
     assert not (tmp_path / "results").exists()
 
 
+def test_nodes_that_never_meet_are_an_error_of_the_rendezvous(tmp_path, bench):
+    """Node 1 never comes: node 0's agent gives up after half of timeout_s (the rendezvous
+    timeout), an error that says so, not a hang killed at timeout_s."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = write_suite(tmp_path, "dist", TINY_DIST.replace("120", "16") + "nnodes = 2\n")
+    alone = bench(
+        "run", str(path), "--out", "res", "--device", "cpu", "--rdzv-endpoint",
+        f"127.0.0.1:{port}", "--rdzv-backend", "static", "--node-rank", "0",
+    )  # fmt: skip
+    assert alone.returncode == 1, alone.stdout + alone.stderr
+    (record,) = records_of(tmp_path / "res", "dist")
+    assert record["status"] == "error", record["reason"]
+    assert record["reason"].startswith("torchrun's agent failed on this node")
+    assert 8 <= record["timing"]["wall_s"] < 16
+
+
 def test_two_nodes_meet_and_each_records_the_merged_case(tmp_path, bench_env):
     """Two ``bench run`` processes as two nodes of one machine, as docs/DISTRIBUTED.md's worked
     example runs them on two hosts: a static rendezvous at node 0's port."""
