@@ -132,12 +132,14 @@ def _add_distributed_options(run: argparse.ArgumentParser) -> None:
         metavar="KEY[=VALUE]",
         help="another sbatch option, e.g. constraint=h100 or exclusive (repeatable)",
     )
-    slurm.add_argument("--slurm-rdzv-port", type=int, default=29500, metavar="PORT")
+    slurm.add_argument(
+        "--slurm-rdzv-port", type=int, metavar="PORT", help="default: 29500 (multi-node jobs)"
+    )
 
 
 def _where(args: argparse.Namespace, cases: list) -> tuple[Any, Any]:
     """The placement and Slurm options of ``bench run``, checked against the executor."""
-    from bench.executors import SlurmOptions
+    from bench.executors import DEFAULT_RDZV_PORT, SlurmOptions
     from bench.torchrun import Placement
 
     rdzv_given = [
@@ -153,11 +155,28 @@ def _where(args: argparse.Namespace, cases: list) -> tuple[Any, Any]:
     slurm_given = [
         name
         for name, value in vars(args).items()
-        if name.startswith("slurm_") and value not in (None, [], 29500)
+        if name.startswith("slurm_") and value not in (None, [])
     ]
-    if args.executor == "local" and slurm_given:
-        options = ", ".join("--" + name.replace("_", "-") for name in slurm_given)
-        raise UserError(f"{options}: only with --executor slurm")
+    # submitit's local executor takes the job's size and time, not the cluster's own options.
+    cluster_only = ("slurm_partition", "slurm_account", "slurm_setup", "slurm_param")
+    misplaced = [
+        name
+        for name in slurm_given
+        if args.executor == "local" or (args.executor != "slurm" and name in cluster_only)
+    ]
+    if misplaced:
+        options = ", ".join("--" + name.replace("_", "-") for name in misplaced)
+        allowed = "slurm" if all(n in cluster_only for n in misplaced) else "slurm or submitit-local"
+        raise UserError(f"{options}: only with --executor {allowed}")
+    if args.slurm_rdzv_port is not None and not 1 <= args.slurm_rdzv_port <= 65535:
+        raise UserError(f"--slurm-rdzv-port {args.slurm_rdzv_port}: a port is 1 to 65535")
+    if args.node_rank is not None and args.rdzv_backend != "static":
+        raise UserError(
+            f"--node-rank {args.node_rank}: only with --rdzv-backend static (c10d, the default, "
+            "orders the nodes itself)"
+        )
+    # Malformed values first: an error, not a warning and then an error.
+    placement = Placement(args.rdzv_endpoint, args.rdzv_backend, args.node_rank, args.rdzv_id)
     if args.executor != "local" and rdzv_given:
         raise UserError(
             f"{', '.join(rdzv_given)}: with --executor {args.executor}, each job finds its "
@@ -184,7 +203,6 @@ def _where(args: argparse.Namespace, cases: list) -> tuple[Any, Any]:
             "--executor slurm: no srun on this machine's PATH; run bench on a Slurm login node "
             "(or try the same jobs here with --executor submitit-local)"
         )
-    placement = Placement(args.rdzv_endpoint, args.rdzv_backend, args.node_rank, args.rdzv_id)
     if args.executor == "local":
         placement.check(cases)
     slurm = SlurmOptions(
@@ -196,7 +214,7 @@ def _where(args: argparse.Namespace, cases: list) -> tuple[Any, Any]:
         max_parallel=args.slurm_max_parallel,
         setup=list(args.slurm_setup),
         params=params,
-        rdzv_port=args.slurm_rdzv_port,
+        rdzv_port=args.slurm_rdzv_port or DEFAULT_RDZV_PORT,
     )
     return placement, slurm
 

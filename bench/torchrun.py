@@ -53,9 +53,13 @@ class Placement:
     share an endpoint at the same time need different prefixes."""
 
     def __post_init__(self) -> None:
-        if self.rdzv_endpoint is not None and not _ENDPOINT.match(self.rdzv_endpoint):
+        if self.rdzv_endpoint is not None and not (
+            _ENDPOINT.match(self.rdzv_endpoint)
+            and 1 <= int(self.rdzv_endpoint.rsplit(":", 1)[1]) <= 65535
+        ):
             raise UserError(
-                f"--rdzv-endpoint {self.rdzv_endpoint!r}: give HOST:PORT, e.g. node0:29500"
+                f"--rdzv-endpoint {self.rdzv_endpoint!r}: give HOST:PORT with a port from 1 to "
+                "65535, e.g. node0:29500"
             )
         if self.rdzv_backend not in RDZV_BACKENDS:
             raise UserError(

@@ -337,7 +337,7 @@ def test_multi_node_needs_an_endpoint_and_a_node_rank_below_nnodes(tmp_path, ben
     assert "nnodes = 2: give --rdzv-endpoint HOST:PORT" in no_endpoint.stderr
     bad_rank = bench(
         "run", str(path), "--device", "cpu", "--dry-run",
-        "--rdzv-endpoint", "node0:29500", "--node-rank", "2",
+        "--rdzv-endpoint", "node0:29500", "--rdzv-backend", "static", "--node-rank", "2",
     )  # fmt: skip
     assert bad_rank.returncode == 2 and "--node-rank 2: must be below nnodes = 2" in bad_rank.stderr
     slurm_here = bench("run", str(path), "--device", "cpu", "--slurm-partition", "gpu")
@@ -364,6 +364,36 @@ def test_nodes_that_never_meet_are_an_error_of_the_rendezvous(tmp_path, bench):
     assert record["status"] == "error", record["reason"]
     assert record["reason"].startswith("torchrun's agent failed on this node")
     assert 8 <= record["timing"]["wall_s"] < 16
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--executor", "submitit-local", "--slurm-partition", "gpu"],
+            "--slurm-partition: only with --executor slurm",
+        ),
+        (["--slurm-time", "29500"], "--slurm-time: only with --executor slurm or submitit-local"),
+        (
+            ["--rdzv-endpoint", "node0:29500", "--node-rank", "0"],
+            "--node-rank 0: only with --rdzv-backend static",
+        ),
+        (["--rdzv-endpoint", "node0:0"], "--rdzv-endpoint 'node0:0': give HOST:PORT with a port"),
+        (["--rdzv-endpoint", "node0:99999"], "--rdzv-endpoint 'node0:99999': give HOST:PORT"),
+        (
+            ["--executor", "submitit-local", "--slurm-rdzv-port", "-5"],
+            "--slurm-rdzv-port -5: a port is 1 to 65535",
+        ),
+    ],
+)
+def test_options_that_would_be_ignored_or_are_malformed_are_errors(
+    tmp_path, bench, options, message
+):
+    path = write_suite(tmp_path, "dist", TINY_DIST + "nnodes = 2\n")
+    done = bench("run", str(path), "--device", "cpu", "--dry-run", *options)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"bench: error: {message}"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1  # no warning before it, no traceback
 
 
 def test_two_nodes_meet_and_each_records_the_merged_case(tmp_path, bench_env):
