@@ -166,7 +166,8 @@ def _where(args: argparse.Namespace, cases: list) -> tuple[Any, Any]:
     ]
     if misplaced:
         options = ", ".join("--" + name.replace("_", "-") for name in misplaced)
-        allowed = "slurm" if all(n in cluster_only for n in misplaced) else "slurm or submitit-local"
+        only_slurm = all(n in cluster_only for n in misplaced)
+        allowed = "slurm" if only_slurm else "slurm or submitit-local"
         raise UserError(f"{options}: only with --executor {allowed}")
     if args.slurm_rdzv_port is not None and not 1 <= args.slurm_rdzv_port <= 65535:
         raise UserError(f"--slurm-rdzv-port {args.slurm_rdzv_port}: a port is 1 to 65535")
