@@ -22,7 +22,6 @@ device, as a training pipeline does it.
 
 import hashlib
 import math
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +29,8 @@ from torch import nn
 
 from bench.config import Case
 from bench.workloads import data
+from bench.workloads.batches import shuffled_batches
 from bench.workloads.catalog import UNET_GROUPS, UNET_SIDE, UNetSize, size_of
-from bench.workloads.mlp import ShuffledBatches
 from bench.workloads.workload import DataInfo, Workload
 
 NUM_TIMESTEPS = 1000
@@ -194,13 +193,8 @@ def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
 
     train = x_train.to(device=device, dtype=dtype)  # (N, 1, 32, 32)
     abar = alpha_bars().to(device=device, dtype=torch.float32)  # (T,)
-    if case.batch_size > len(train):  # as mlp: the step costs what it costs, but epochs blur
-        warnings.warn(
-            f"batch_size = {case.batch_size} exceeds the {len(train)} training images of "
-            f"{info.name}; batches are drawn with replacement",
-            stacklevel=2,
-        )
-    indices = ShuffledBatches(len(train), case.batch_size, device, case.seed)
+    what = f"training images of {info.name}"
+    indices = shuffled_batches(len(train), case.batch_size, device, case.seed, what)
     # A generator on the device: time steps and noise are drawn there without a host copy.
     generator = torch.Generator(device=device).manual_seed(case.seed)
 

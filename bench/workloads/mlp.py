@@ -14,7 +14,6 @@ means one pass.
 
 import hashlib
 import itertools
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,7 @@ from torch import nn
 
 from bench.config import Case
 from bench.workloads import data
+from bench.workloads.batches import shuffled_batches
 from bench.workloads.catalog import MLP_IN, MLP_OUT, MLPSize, size_of
 from bench.workloads.workload import DataInfo, Workload
 
@@ -86,35 +86,6 @@ def synthetic(seed: int) -> data.ImageSplits:
     return data.ImageSplits(images[:n], labels[:n], images[n:], labels[n:], info)
 
 
-class ShuffledBatches:
-    """Indices of one batch per call, on the device, without synchronising with it.
-
-    A fresh permutation every epoch, the last partial batch dropped; with replacement when the
-    batch is larger than the data.
-    """
-
-    def __init__(self, num: int, batch_size: int, device: torch.device, seed: int):
-        self.num = num
-        self.batch_size = batch_size
-        self.device = device
-        # A generator on the device: drawing a permutation there needs no copy from the host.
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.order = torch.empty(0, dtype=torch.long, device=device)
-        self.pos = 0
-
-    def __call__(self) -> torch.Tensor:
-        if self.batch_size > self.num:
-            return torch.randint(
-                self.num, (self.batch_size,), generator=self.generator, device=self.device
-            )
-        if self.pos + self.batch_size > len(self.order):
-            self.order = torch.randperm(self.num, generator=self.generator, device=self.device)
-            self.pos = 0
-        batch = self.order[self.pos : self.pos + self.batch_size]  # (B,)
-        self.pos += self.batch_size
-        return batch
-
-
 def build(
     case: Case, device: torch.device, dtype: torch.dtype, splits: data.ImageSplits | None = None
 ) -> Workload:
@@ -132,13 +103,8 @@ def build(
     x_val = splits.x_val.to(device=device, dtype=dtype)
     y_val = splits.y_val.to(device)
     num_train, num_val = len(y_train), len(y_val)
-    if case.batch_size > num_train:
-        warnings.warn(
-            f"batch_size = {case.batch_size} exceeds the {num_train} training images of "
-            f"{splits.info.name}; batches are drawn with replacement",
-            stacklevel=2,
-        )
-    indices = ShuffledBatches(num_train, case.batch_size, device, case.seed)
+    what = f"training images of {splits.info.name}"
+    indices = shuffled_batches(num_train, case.batch_size, device, case.seed, what)
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         batch = indices()

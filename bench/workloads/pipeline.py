@@ -49,8 +49,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from bench.config import Case
+from bench.workloads.batches import shuffled_batches
 from bench.workloads.data import StoredImages
-from bench.workloads.mlp import ShuffledBatches
 from bench.workloads.preprocess import Prepared, load, prepare
 from bench.workloads.vision_shapes import IMAGE_CHANNELS, NUM_CLASSES
 from bench.workloads.workload import DataInfo, Workload
@@ -300,13 +300,7 @@ def _synthetic(case: Case, model: nn.Module, device: torch.device, dtype: torch.
     labels = torch.randint(NUM_CLASSES, (num,), generator=generator)  # (N,)
     images, labels = images.to(device=device, dtype=dtype), labels.to(device)
     n = SYNTHETIC_NUM_TRAIN
-    if case.batch_size > n:
-        warnings.warn(
-            f"batch_size = {case.batch_size} exceeds the {n} synthetic training images; batches "
-            "are drawn with replacement",
-            stacklevel=2,
-        )
-    indices = ShuffledBatches(n, case.batch_size, device, case.seed)
+    indices = shuffled_batches(n, case.batch_size, device, case.seed, "synthetic training images")
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         batch = indices()

@@ -23,7 +23,6 @@ hot rows for the caches. Either way ``DataInfo.sha256`` hashes the generated ten
 
 import functools
 import hashlib
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -31,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.config import Case
+from bench.workloads.batches import shuffled_batches
 from bench.workloads.catalog import RECSYS_DENSE, RecsysSize, recsys_interactions, size_of
-from bench.workloads.mlp import ShuffledBatches
 from bench.workloads.workload import DataInfo, Workload
 
 CLICKS_NUM_TRAIN = 65_536
@@ -232,13 +231,8 @@ def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
     dense = log.dense.to(device=device, dtype=dtype)  # (N, 13)
     ids = log.ids.to(device)  # (N, tables, L)
     labels = log.labels.to(device)  # (N,) float32 whatever the precision: the loss is float32
-    if case.batch_size > n:  # as mlp: the step costs what it costs, but epochs blur
-        warnings.warn(
-            f"batch_size = {case.batch_size} exceeds the {n} training samples of "
-            f"{log.info.name}; batches are drawn with replacement",
-            stacklevel=2,
-        )
-    indices = ShuffledBatches(n, case.batch_size, device, case.seed)
+    what = f"training samples of {log.info.name}"
+    indices = shuffled_batches(n, case.batch_size, device, case.seed, what)
 
     def next_batch() -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         batch = indices()  # (B,)
