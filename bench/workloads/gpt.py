@@ -14,6 +14,7 @@ in every case with the same ``seq_len``, whatever its batch size.
 
 import hashlib
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -185,7 +186,7 @@ def build(
     assert case.tie_embeddings is not None, "unresolved case"
     seq_len, batch_size = case.seq_len, case.batch_size
     splits = splits if splits is not None else load(case)
-    _check_fits(splits, seq_len)
+    check_fits(splits, seq_len)
     torch.manual_seed(case.seed)
     # Built on the CPU, then moved: the same seed gives the same weights on every device.
     shape = size_of("gpt", case.model_size)
@@ -193,6 +194,46 @@ def build(
     model = GPT(shape, seq_len, case.tie_embeddings, bool(case.activation_checkpointing))
     model = model.to(device=device, dtype=dtype)  # token ids stay long
 
+    next_batch, evaluate = token_batches(case, splits, device)
+    return Workload(
+        model=model,
+        loss_fn=loss_fn,
+        next_batch=next_batch,
+        evaluate=evaluate,
+        samples_per_step=batch_size,
+        tokens_per_step=batch_size * seq_len,
+        data=splits.info,
+        head="lm_head",  # tied to the token embedding by default: one matrix
+    )
+
+
+def check_fits(splits: data.TokenSplits, seq_len: int) -> None:
+    """Both splits must hold a window of ``seq_len + 1`` tokens (inputs plus the next token)."""
+    info = splits.info
+    need = seq_len + 1
+    if min(info.num_train, info.num_val) < need:
+        where = f" ({info.path})" if info.path else ""
+        raise RuntimeError(
+            f"{info.name} data{where} is too short for seq_len = {seq_len}: its splits hold "
+            f"{info.num_train} training and {info.num_val} validation tokens (the last 10%) and "
+            f"each needs at least {need}; use a text of at least {10 * need} bytes or a "
+            "shorter seq_len"
+        )
+
+
+NextBatch = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+Evaluate = Callable[[nn.Module], dict[str, float]]
+
+
+def token_batches(
+    case: Case, splits: data.TokenSplits, device: torch.device
+) -> tuple[NextBatch, Evaluate]:
+    """Random training windows of ``case.seq_len`` tokens and the held-out evaluation on fixed
+    windows (loss and perplexity) of ``splits``: shared by gpt and hf-gpt2, so that the two
+    implementations compare directly."""
+    assert case.seq_len is not None and case.batch_size is not None, "unresolved case"
+    assert case.eval_batches is not None, "unresolved case"
+    seq_len, batch_size = case.seq_len, case.batch_size
     # The corpus stays uint8 on the device (a quarter of int32's memory); windows widen to long.
     train = splits.train.to(device)  # (N_train,)
     val = splits.val.to(device)  # (N_val,)
@@ -225,27 +266,4 @@ def build(
         loss = total_loss.item() / len(eval_starts)  # one read, outside the timed window
         return {"loss": loss, "perplexity": math.exp(loss)}
 
-    return Workload(
-        model=model,
-        loss_fn=loss_fn,
-        next_batch=next_batch,
-        evaluate=evaluate,
-        samples_per_step=batch_size,
-        tokens_per_step=batch_size * seq_len,
-        data=splits.info,
-        head="lm_head",  # tied to the token embedding by default: one matrix
-    )
-
-
-def _check_fits(splits: data.TokenSplits, seq_len: int) -> None:
-    """Both splits must hold a window of ``seq_len + 1`` tokens (inputs plus the next token)."""
-    info = splits.info
-    need = seq_len + 1
-    if min(info.num_train, info.num_val) < need:
-        where = f" ({info.path})" if info.path else ""
-        raise RuntimeError(
-            f"{info.name} data{where} is too short for seq_len = {seq_len}: its splits hold "
-            f"{info.num_train} training and {info.num_val} validation tokens (the last 10%) and "
-            f"each needs at least {need}; use a text of at least {10 * need} bytes or a "
-            "shorter seq_len"
-        )
+    return next_batch, evaluate

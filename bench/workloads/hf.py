@@ -12,8 +12,6 @@ transformers is an optional dependency (``pip install bench[hf]``); without it t
 ``skipped`` with that reason.
 """
 
-import math
-
 import torch
 from torch import nn
 
@@ -79,38 +77,10 @@ def build(case: Case, device: torch.device, dtype: torch.dtype) -> Workload:
     # Built on the CPU, then moved: the same seed gives the same weights on every device.
     model = gpt2(shape, seq_len, case.tie_embeddings).to(device=device, dtype=dtype)
     splits = gpt.load(case)
-    gpt._check_fits(splits, seq_len)  # the same corpora, the same limit
-
-    train, val = splits.train.to(device), splits.val.to(device)
-    offsets = torch.arange(seq_len + 1, device=device)  # (T + 1,)
-    generator = torch.Generator(device=device).manual_seed(case.seed)
-
-    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        starts = torch.randint(
-            len(train) - seq_len, (batch_size,), generator=generator, device=device
-        )  # (B,)
-        return gpt.windows(train, starts, offsets)  # (B, T), (B, T)
-
-    # The same fixed windows as gpt's evaluation (its seed and batch): the two implementations
-    # compare directly.
-    eval_starts = torch.randint(
-        len(val) - seq_len,
-        (case.eval_batches, gpt.EVAL_BATCH_SIZE),
-        generator=torch.Generator().manual_seed(gpt.EVAL_SEED),
-    ).to(device)  # (eval_batches, EVAL_BATCH_SIZE)
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        was_training = model.training
-        model.eval()
-        total_loss = torch.zeros((), device=device)
-        with torch.no_grad():
-            for starts in eval_starts:
-                x, y = gpt.windows(val, starts, offsets)  # (B, T), (B, T)
-                total_loss += gpt.loss_fn(model(x), y)
-        model.train(was_training)
-        loss = total_loss.item() / len(eval_starts)  # one read, outside the timed window
-        return {"loss": loss, "perplexity": math.exp(loss)}
-
+    gpt.check_fits(splits, seq_len)  # the same corpora, the same limit
+    # The same batches and fixed evaluation windows as gpt's: the two implementations compare
+    # directly.
+    next_batch, evaluate = gpt.token_batches(case, splits, device)
     return Workload(
         model=model,
         loss_fn=gpt.loss_fn,
