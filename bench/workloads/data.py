@@ -134,17 +134,22 @@ def stored_mnist(root: str | Path) -> StoredImages:
     )
 
 
+def _present(dataset, root: str | Path) -> bool:
+    """Whether torchvision's ``dataset`` class finds both splits under ``root``; never downloads."""
+    try:
+        dataset(root, train=True, download=False)
+        dataset(root, train=False, download=False)
+    except RuntimeError:  # torchvision's "Dataset not found (or corrupted)"
+        return False
+    return True
+
+
 def cifar10_present(root: str | Path) -> bool:
     """Whether torchvision finds CIFAR-10 (both splits, checksums intact) under ``root``; never
     downloads."""
     from torchvision.datasets import CIFAR10
 
-    try:
-        CIFAR10(root, train=True, download=False)
-        CIFAR10(root, train=False, download=False)
-    except RuntimeError:  # torchvision's "Dataset not found or corrupted"
-        return False
-    return True
+    return _present(CIFAR10, root)
 
 
 def stored_cifar10(root: str | Path) -> StoredImages:
@@ -186,12 +191,7 @@ def mnist_present(root: str | Path) -> bool:
     """Whether torchvision finds MNIST (both splits) under ``root``; never downloads."""
     from torchvision.datasets import MNIST
 
-    try:
-        MNIST(root, train=True, download=False)
-        MNIST(root, train=False, download=False)
-    except RuntimeError:  # torchvision's "Dataset not found"
-        return False
-    return True
+    return _present(MNIST, root)
 
 
 def mnist(root: str | Path) -> ImageSplits:
