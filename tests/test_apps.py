@@ -18,6 +18,7 @@ from bench.workloads import diffusion, recsys
 from bench.workloads.catalog import GPT_SIZES, RECSYS_SIZES, UNET_SIZES, RecsysSize, num_params
 from bench.workloads.workload import Workload, build
 from tests.conftest import write_suite
+from tests.helpers import mean, train_steps
 
 CPU = torch.device("cpu")
 HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
@@ -30,24 +31,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _train(work: Workload, steps: int, lr: float) -> list[float]:
-    """Real AdamW steps on the workload's own objective; returns the per-step losses."""
-    optimizer = torch.optim.AdamW(work.model.parameters(), lr=lr)
-    losses = []
-    for _ in range(steps):
-        x, y = work.next_batch()
-        loss = work.loss_fn(work.model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 # --- models against the catalog -----------------------------------------------------------------
@@ -170,9 +153,9 @@ def test_recsys_learns_the_hidden_model() -> None:
     case = Case.from_dict({"workload": "recsys", "model_size": "tiny", "batch_size": 256})
     work = build(case, CPU, torch.float32)
     before = work.evaluate(work.model)
-    losses = _train(work, 60, lr=1e-2)
+    losses = train_steps(work, 60, lr=1e-2)
     after = work.evaluate(work.model)
-    assert _mean(losses[-10:]) < _mean(losses[:10]) - 0.05
+    assert mean(losses[-10:]) < mean(losses[:10]) - 0.05
     assert after["loss"] < before["loss"] - 0.05
     assert after["auc"] > 0.65  # a coin flip is 0.5; the Bayes-optimal model about 0.8
     assert set(after) == {"loss", "accuracy", "auc"}
@@ -199,10 +182,10 @@ def test_diffusion_learns_to_predict_the_noise() -> None:
     work = build(case, CPU, torch.float32)
     before = work.evaluate(work.model)
     assert work.evaluate(work.model) == before  # fixed images, time steps and noise
-    losses = _train(work, 40, lr=3e-3)
+    losses = train_steps(work, 40, lr=3e-3)
     after = work.evaluate(work.model)
     # The untrained UNet is far from the noise (about 1.2); predicting zero would give 1.0.
-    assert _mean(losses[-10:]) < 0.5 * _mean(losses[:10])
+    assert mean(losses[-10:]) < 0.5 * mean(losses[:10])
     assert after["loss"] < 0.5 and after["loss"] < before["loss"]
     assert work.data.name == "digits"
 
@@ -389,8 +372,8 @@ def test_bench_run_skips_hf_without_transformers(bench, tmp_path) -> None:
 def test_hf_gpt2_trains_on_the_stdlib_text() -> None:
     case = Case.from_dict({"workload": "hf-gpt2", "model_size": "tiny", "batch_size": 8})
     work = build(case, CPU, torch.float32)
-    losses = _train(work, 30, lr=3e-3)
-    assert _mean(losses[-5:]) < _mean(losses[:5]) - 0.5  # from ln 256 = 5.5 towards ~3
+    losses = train_steps(work, 30, lr=3e-3)
+    assert mean(losses[-5:]) < mean(losses[:5]) - 0.5  # from ln 256 = 5.5 towards ~3
     assert work.data.name == "stdlib" and work.tokens_per_step == 8 * 64
 
 

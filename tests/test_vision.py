@@ -10,6 +10,7 @@ from bench.workloads import cnn, vit
 from bench.workloads.catalog import num_params, parse_target, size_of
 from bench.workloads.vision_shapes import CNN_SIZES, VIT_SIZES, cnn_params, vit_params
 from bench.workloads.workload import build
+from tests.helpers import mean, train_steps
 
 CPU = torch.device("cpu")
 
@@ -121,21 +122,9 @@ def test_image_size_defaults_to_the_sizes_own() -> None:
 def _train(case: Case, steps: int) -> list[float]:
     """Real AdamW steps on the case's batches; returns the per-step losses."""
     work = build(case, CPU, torch.float32)
-    optimizer = torch.optim.AdamW(work.model.parameters(), lr=case.lr)
-    losses = []
-    for _ in range(steps):
-        x, y = work.next_batch()
-        loss = work.loss_fn(work.model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_steps(work, steps, case.lr)
     work.close()
     return losses
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 @pytest.mark.parametrize(
@@ -146,7 +135,7 @@ def _mean(values: list[float]) -> float:
 )
 def test_tiny_vision_workload_learns_digits(workload: str, lr: float, steps: int) -> None:
     losses = _train(_case(workload=workload, batch_size=32, lr=lr), steps)
-    assert _mean(losses[-5:]) < _mean(losses[:5]) - 0.25
+    assert mean(losses[-5:]) < mean(losses[:5]) - 0.25
 
 
 def test_cnn_evaluates_held_out_digits_in_eval_mode() -> None:

@@ -15,6 +15,7 @@ from bench.config import Case
 from bench.workloads import data, gpt, mlp
 from bench.workloads.catalog import GPT_SIZES, MLP_SIZES, num_params
 from bench.workloads.workload import Workload, build
+from tests.helpers import mean, train_steps
 
 CPU = torch.device("cpu")
 
@@ -28,20 +29,7 @@ def _train(
 ) -> tuple[list[float], Workload]:
     """Real AdamW steps; returns the per-step losses and the workload."""
     work = build(case, CPU, dtype)
-    optimizer = torch.optim.AdamW(work.model.parameters(), lr=case.lr)
-    losses = []
-    for _ in range(steps):
-        x, y = work.next_batch()
-        loss = work.loss_fn(work.model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses, work
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
+    return train_steps(work, steps, case.lr), work
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +206,7 @@ def test_gpt_targets_are_inputs_shifted_by_one() -> None:
 def test_mlp_learns_digits() -> None:
     losses, work = _train(_case(workload="mlp", data="digits"), steps=100)
     # Measured: 2.19 -> 0.21 mean loss, 95% validation accuracy (chance: 10%).
-    assert _mean(losses[-5:]) < 0.5 * _mean(losses[:5])
+    assert mean(losses[-5:]) < 0.5 * mean(losses[:5])
     metrics = work.evaluate(work.model)
     assert metrics["accuracy"] > 0.8
     assert work.model.training  # evaluation restored training mode
@@ -228,7 +216,7 @@ def test_gpt_learns_stdlib_source() -> None:
     case = _case(workload="gpt", eval_batches=4)
     losses, work = _train(case, steps=30)
     # Measured: 4.70 -> 3.00 mean loss over 30 steps (uniform guessing: ln 256 = 5.55).
-    assert _mean(losses[-5:]) < _mean(losses[:5]) - 0.5
+    assert mean(losses[-5:]) < mean(losses[:5]) - 0.5
     metrics = work.evaluate(work.model)
     assert metrics["loss"] < 4.0
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
