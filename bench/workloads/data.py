@@ -160,18 +160,7 @@ def stored_cifar10(root: str | Path) -> StoredImages:
     """
     from torchvision.datasets import CIFAR10
 
-    try:
-        train, test = CIFAR10(root, train=True), CIFAR10(root, train=False)
-    except RuntimeError:
-        try:
-            train = CIFAR10(root, train=True, download=True)
-            test = CIFAR10(root, train=False, download=True)
-        except (RuntimeError, OSError) as error:  # torchvision's, or urllib's URLError
-            raise RuntimeError(
-                f"CIFAR-10 is not under {root} and downloading it failed ({_first_line(error)}); "
-                f"put it there (torchvision's cifar-10-batches-py), set data_path or "
-                f'${DATA_ROOT_ENV}, or use data = "digits", which works offline'
-            ) from error
+    train, test = _splits(CIFAR10, root, "CIFAR-10", "torchvision's cifar-10-batches-py")
     return StoredImages(
         *cifar_tensors(train.data, train.targets),
         *cifar_tensors(test.data, test.targets),
@@ -213,16 +202,23 @@ def _mnist_datasets(root: str | Path):
     """torchvision's MNIST train and test sets under ``root``, downloaded if absent."""
     from torchvision.datasets import MNIST
 
+    return _splits(MNIST, root, "MNIST", "torchvision's MNIST layout")
+
+
+def _splits(dataset, root: str | Path, name: str, layout: str):
+    """The train and test sets of torchvision's ``dataset`` class under ``root``, downloaded if
+    absent; when that fails, an error that names ``name``, where it goes (``layout``) and what to
+    do offline."""
     try:
-        return MNIST(root, train=True), MNIST(root, train=False)
+        return dataset(root, train=True), dataset(root, train=False)
     except RuntimeError:
         try:
-            train = MNIST(root, train=True, download=True)
-            test = MNIST(root, train=False, download=True)
+            train = dataset(root, train=True, download=True)
+            test = dataset(root, train=False, download=True)
         except (RuntimeError, OSError) as error:  # torchvision's, or urllib's URLError
             raise RuntimeError(
-                f"MNIST is not under {root} and downloading it failed ({_first_line(error)}); "
-                f"put it there (torchvision's MNIST layout), set data_path or ${DATA_ROOT_ENV}, "
+                f"{name} is not under {root} and downloading it failed ({_first_line(error)}); "
+                f"put it there ({layout}), set data_path or ${DATA_ROOT_ENV}, "
                 'or use data = "digits", which works offline'
             ) from error
     return train, test
