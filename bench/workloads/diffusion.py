@@ -11,7 +11,7 @@ embedding through a two-layer MLP; residual blocks (GroupNorm, SiLU, 3x3 conv, t
 added per channel, GroupNorm, SiLU, 3x3 conv); per resolution level ``blocks`` residual blocks, a
 stride-2 conv down, and on the way up a skip connection from the same level concatenated, residual
 blocks and nearest upsampling with a conv. No attention and no dropout: convolution-heavy work
-(``catalog.UNET_SIZES`` scales channels and depth). The parameter count equals
+(``app_shapes.UNET_SIZES`` scales channels and depth). The parameter count equals
 ``catalog.num_params``.
 
 Data: the handwritten digits (MNIST when present, else scikit-learn's digits, as ``mlp``), pixels
@@ -29,8 +29,9 @@ from torch import nn
 
 from bench.config import Case
 from bench.workloads import data
+from bench.workloads.app_shapes import UNET_GROUPS, UNET_SIDE, UNetSize
 from bench.workloads.batches import shuffled_batches
-from bench.workloads.catalog import UNET_GROUPS, UNET_SIDE, UNetSize, size_of
+from bench.workloads.catalog import size_of
 from bench.workloads.workload import DataInfo, Workload
 
 NUM_TIMESTEPS = 1000

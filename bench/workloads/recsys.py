@@ -6,7 +6,7 @@ into a vector of the embedding dimension; each sparse feature is a multi-hot bag
 pooled by an ``nn.EmbeddingBag`` (``pooling``: sum or mean); the dot products of every pair of
 these vectors (the bottom MLP's output included) and the bottom MLP's output feed a top MLP that
 ends in one click logit, trained with binary cross-entropy on logits. Sizes scale the tables
-(``catalog.RECSYS_SIZES``): nearly all parameters are embedding rows, a step reads a few of them
+(``app_shapes.RECSYS_SIZES``): nearly all parameters are embedding rows, a step reads a few of them
 and (with dense gradients) the optimizer writes all of them: memory-bound work.
 
 Gradients of the tables are dense (``EmbeddingBag(sparse=False)``): every torch.optim optimizer
@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.config import Case
+from bench.workloads.app_shapes import RECSYS_DENSE, RecsysSize, recsys_interactions
 from bench.workloads.batches import shuffled_batches
-from bench.workloads.catalog import RECSYS_DENSE, RecsysSize, recsys_interactions, size_of
+from bench.workloads.catalog import size_of
 from bench.workloads.workload import DataInfo, Workload
 
 CLICKS_NUM_TRAIN = 65_536
