@@ -23,7 +23,7 @@ from bench.config import Case
 from bench.workloads import data
 from bench.workloads.batches import shuffled_batches
 from bench.workloads.catalog import MLP_IN, MLP_OUT, MLPSize, size_of
-from bench.workloads.workload import DataInfo, Workload
+from bench.workloads.workload import DataInfo, Workload, classifier_evaluator
 
 # Evaluation batch: large enough that the held-out pass is a handful of forward calls, small
 # enough that the biggest size's activations stay far below any device's memory.
@@ -110,24 +110,11 @@ def build(
         batch = indices()
         return x_train[batch], y_train[batch]  # (B, 1, 28, 28), (B,)
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        was_training = model.training
-        model.eval()
-        total_loss = torch.zeros((), device=device)
-        num_correct = torch.zeros((), dtype=torch.long, device=device)
-        with torch.no_grad():
-            for start in range(0, num_val, EVAL_BATCH_SIZE):
-                x = x_val[start : start + EVAL_BATCH_SIZE]
-                y = y_val[start : start + EVAL_BATCH_SIZE]
-                log_probs = model(x).float()  # (B, 10)
-                total_loss += F.nll_loss(log_probs, y, reduction="sum")
-                num_correct += (log_probs.argmax(dim=1) == y).sum()
-        model.train(was_training)
-        # One read of each total at the end, outside the timed window.
-        return {
-            "accuracy": num_correct.item() / num_val,
-            "loss": total_loss.item() / num_val,
-        }
+    def val_batches():
+        for start in range(0, num_val, EVAL_BATCH_SIZE):
+            yield x_val[start : start + EVAL_BATCH_SIZE], y_val[start : start + EVAL_BATCH_SIZE]
+
+    evaluate = classifier_evaluator(val_batches, num_val, device, F.nll_loss)
 
     return Workload(
         model=model,

@@ -39,7 +39,7 @@ CPU from the seed and kept on the device, for pure compute.
 
 import hashlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -53,7 +53,7 @@ from bench.workloads.batches import shuffled_batches
 from bench.workloads.data import StoredImages
 from bench.workloads.preprocess import Prepared, load, prepare
 from bench.workloads.vision_shapes import IMAGE_CHANNELS, NUM_CLASSES
-from bench.workloads.workload import DataInfo, Workload
+from bench.workloads.workload import DataInfo, Workload, classifier_evaluator
 
 EVAL_BATCH_SIZE = 250
 # Synthetic pools, small enough to make at 224x224 in a second or two (77 MB per 128 images).
@@ -236,7 +236,7 @@ def build(
         model=model,
         loss_fn=_cross_entropy,
         next_batch=next_batch,
-        evaluate=_evaluator(val_batches, len(val), device),
+        evaluate=classifier_evaluator(val_batches, len(val), device, F.cross_entropy),
         samples_per_step=case.batch_size,
         tokens_per_step=None,
         data=info,
@@ -262,31 +262,6 @@ def _batch_steps(prepared: Prepared, case: Case) -> list[str]:
 
 def _cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), y)  # (B, 10), (B,) -> scalar, in float32
-
-
-def _evaluator(
-    batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]],
-    num: int,
-    device: torch.device,
-) -> Callable[[nn.Module], dict[str, float]]:
-    """Held-out accuracy and loss over every validation image, in eval mode (BatchNorm with its
-    running statistics), without augmentation."""
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        was_training = model.training
-        model.eval()
-        total_loss = torch.zeros((), device=device)
-        num_correct = torch.zeros((), dtype=torch.long, device=device)
-        with torch.no_grad():
-            for x, y in batches():
-                logits = model(x).float()  # (B, 10)
-                total_loss += F.cross_entropy(logits, y, reduction="sum")
-                num_correct += (logits.argmax(dim=1) == y).sum()
-        model.train(was_training)
-        # One read of each total at the end, outside the timed window.
-        return {"accuracy": num_correct.item() / num, "loss": total_loss.item() / num}
-
-    return evaluate
 
 
 def _synthetic(case: Case, model: nn.Module, device: torch.device, dtype: torch.dtype) -> Workload:
@@ -322,7 +297,7 @@ def _synthetic(case: Case, model: nn.Module, device: torch.device, dtype: torch.
         model=model,
         loss_fn=_cross_entropy,
         next_batch=next_batch,
-        evaluate=_evaluator(val_batches, SYNTHETIC_NUM_VAL, device),
+        evaluate=classifier_evaluator(val_batches, SYNTHETIC_NUM_VAL, device, F.cross_entropy),
         samples_per_step=case.batch_size,
         tokens_per_step=None,
         data=info,

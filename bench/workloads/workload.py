@@ -1,6 +1,6 @@
 """The interface between the worker and a workload family, and the dispatch to build one."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,33 @@ class Workload:
     trains and a new task re-initialises (bench/finetune.py). None: no fine-tuning story."""
     close: Callable[[], None] = lambda: None
     """Releases what the workload holds beyond memory (DataLoader worker processes)."""
+
+
+def classifier_evaluator(
+    batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]],
+    num: int,
+    device: torch.device,
+    loss: Callable[..., torch.Tensor],
+) -> Callable[[nn.Module], dict[str, float]]:
+    """Held-out accuracy and mean ``loss`` (``F.nll_loss`` for log-probabilities,
+    ``F.cross_entropy`` for logits) over the ``num`` examples ``batches()`` yields, in eval mode
+    (BatchNorm with its running statistics), without gradients."""
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        total_loss = torch.zeros((), device=device)
+        num_correct = torch.zeros((), dtype=torch.long, device=device)
+        with torch.no_grad():
+            for x, y in batches():
+                scores = model(x).float()  # (B, classes)
+                total_loss += loss(scores, y, reduction="sum")
+                num_correct += (scores.argmax(dim=1) == y).sum()
+        model.train(was_training)
+        # One read of each total at the end, outside the timed window.
+        return {"accuracy": num_correct.item() / num, "loss": total_loss.item() / num}
+
+    return evaluate
 
 
 def build(case: Case, device: torch.device, dtype: torch.dtype, splits=None) -> Workload:
