@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.config import Case
-from bench.launcher import Job, Launcher
+from bench.run.launcher import Job, Launcher
+from bench.spec.case import Case
 from bench.statistics import summarize
 
 ROUNDS = 10
@@ -53,9 +53,9 @@ def window_overhead(case: Case, rounds: int = 30, steps: int = 200) -> list[floa
 
     import torch
 
-    from bench.measure import WindowPolicy, run_window
-    from bench.timing import HostTimer
-    from bench.worker import prepare
+    from bench.measure.timing import HostTimer
+    from bench.measure.window import WindowPolicy, run_window
+    from bench.worker.entry import prepare
 
     torch.set_num_threads(os.cpu_count() or 1)
     device = torch.device("cpu")
@@ -82,8 +82,8 @@ def cost_per_step(steps: int = 200_000) -> tuple[float, float]:
 
     import torch
 
-    from bench.measure import WindowPolicy, run_window
-    from bench.timing import HostTimer
+    from bench.measure.timing import HostTimer
+    from bench.measure.window import WindowPolicy, run_window
 
     loss = torch.tensor(1.0)
     policy = WindowPolicy(steps, steps, 0.0, 1e9, 1e-9)

@@ -1,8 +1,8 @@
 """``make benchmark``: bench's own overhead under pytest-benchmark.
 
 - The tutorial MLP's training step, timed by pytest-benchmark in this process: the plain
-  hand-written step (benchmarks/plain_loop.py) and bench's own (``bench.worker.prepare``), in one
-  group, so pytest-benchmark's table shows their ratio.
+  hand-written step (benchmarks/plain_loop.py) and bench's own (``bench.worker.entry.prepare``),
+  in one group, so pytest-benchmark's table shows their ratio.
 - The experiment of benchmarks/overhead.py: both sides in fresh processes, interleaved, then the
   harness's window against a bare loop in one process. Its own design decides what is timed, so
   pytest-benchmark times the interleaved rounds once as a whole; the figures (the ratios, the
@@ -17,7 +17,7 @@ import plain_loop
 import pytest
 import torch
 
-from bench.worker import prepare
+from bench.worker.entry import prepare
 
 STEP_GROUP = "tutorial MLP training step, in one process"
 

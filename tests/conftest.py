@@ -34,7 +34,8 @@ def inductor_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def bench_cache(tmp_path_factory) -> Path:
-    """The session's cache of measured CPU peaks (bench/cpu_peak.py): measured once, not in ~."""
+    """The session's cache of measured CPU peaks (bench/measure/cpu_peak.py): measured once, not
+    in ~."""
     return tmp_path_factory.mktemp("bench-cache")
 
 

@@ -1,4 +1,4 @@
-"""A fake ``pynvml`` module: the hardware boundary of bench/nvml.py, scripted per test.
+"""A fake ``pynvml`` module: the hardware boundary of bench/machine/nvml.py, scripted per test.
 
 Each fake GPU answers every call from a script: ``{quantity: [value per read, ...]}``; a value of
 ``Err(code)`` raises the NVML error with that code, and the last value repeats once a script runs

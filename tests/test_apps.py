@@ -11,11 +11,11 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from bench.config import Case
 from bench.errors import ConfigError, NotApplicable
-from bench.flops import count_step_flops
+from bench.measure.flops import count_step_flops
+from bench.spec.case import Case
+from bench.spec.catalog import GPT_SIZES, RECSYS_SIZES, UNET_SIZES, RecsysSize, num_params
 from bench.workloads import diffusion, recsys
-from bench.workloads.catalog import GPT_SIZES, RECSYS_SIZES, UNET_SIZES, RecsysSize, num_params
 from bench.workloads.workload import Workload, build
 from tests.conftest import write_suite
 from tests.helpers import mean, train_steps
@@ -262,7 +262,7 @@ def test_diffusion_flops_are_three_forwards_less_the_input_gradients() -> None:
 
 
 def _loss_module(work: Workload) -> torch.nn.Module:
-    from bench.worker import TrainModule
+    from bench.worker.entry import TrainModule
 
     return TrainModule(work.model, work.loss_fn)
 

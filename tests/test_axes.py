@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from bench.config import (
+from bench.errors import NotApplicable, UserError
+from bench.spec.case import (
     COMPILE_MODES,
     IMPLS,
     LOSSES,
@@ -19,12 +20,11 @@ from bench.config import (
     PRECISIONS,
     Case,
 )
-from bench.errors import NotApplicable, UserError
-from bench.losses import cross_entropy, focal, mse
-from bench.optimizers import _CLASSES, build_optimizers
-from bench.schedules import lr_factor
-from bench.worker import prepare
-from bench.workloads.catalog import num_params, parse_target, size_of
+from bench.spec.catalog import num_params, parse_target, size_of
+from bench.train.losses import cross_entropy, focal, mse
+from bench.train.optimizers import _CLASSES, build_optimizers
+from bench.train.schedules import lr_factor
+from bench.worker.entry import prepare
 
 CPU = torch.device("cpu")
 TINY = {"workload": "mlp", "model_size": "tiny", "batch_size": 16, "data": "digits", "threads": 1}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, write_suite
 
-from bench.nvml import cuda_device_count
-from bench.workloads.catalog import num_params
+from bench.machine.nvml import cuda_device_count
+from bench.spec.catalog import num_params
 
 OK_SUITE = """
 [suite]
@@ -172,7 +172,8 @@ def test_report_command_writes_markdown(tmp_path, bench):
 
 def test_the_bench_process_never_imports_torch():
     code = (
-        "import sys, bench.cli, bench.runner, bench.launcher, bench.suite, bench.report.report\n"
+        "import sys, bench.cli.main, bench.run.sweep, bench.run.launcher, bench.spec.suite, "
+        "bench.report.report\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from bench.compare import METRIC, compare, load_side, parse_thresholds
 from bench.errors import UserError
-from bench.verdict import compare_groups, judge
+from bench.gate.compare import METRIC, compare, load_side, parse_thresholds
+from bench.gate.verdict import compare_groups, judge
 
 FIXTURES = ROOT / "tests" / "fixtures" / "compare"
 STEP_TIME = METRIC["step_time"]

@@ -19,10 +19,10 @@ import pytest
 import torch
 from conftest import write_suite
 
-from bench import rank_merge
-from bench import suite as suites
-from bench.config import Case
 from bench.errors import ConfigError
+from bench.run import rank_merge
+from bench.spec import suite as suites
+from bench.spec.case import Case
 from bench.workloads import mlp
 
 TINY_DIST = """
@@ -438,10 +438,10 @@ def test_two_nodes_meet_and_each_records_the_merged_case(tmp_path, bench_env):
 SHARED_NODE = """
 import json, sys
 from pathlib import Path
-from bench.config import Case
-from bench.executors import Launcher, run_job
-from bench.launcher import Job
-from bench.torchrun import Placement
+from bench.spec.case import Case
+from bench.run.executors import Launcher, run_job
+from bench.run.launcher import Job
+from bench.run.torchrun import Placement
 
 if __name__ == "__main__":  # the fork server imports this module too
     case = Case.from_dict(json.loads(sys.argv[3]))
@@ -565,7 +565,7 @@ def test_an_error_line_that_looks_like_markup_prints_as_it_is():
 
     from rich.console import Console
 
-    from bench.runner import describe
+    from bench.run.sweep import describe
 
     line = "RuntimeError: [/__w/pytorch/gloo/transport/tcp/pair.cc:545] Connection reset by peer"
     out = StringIO()
@@ -578,8 +578,8 @@ def test_a_slurm_job_asks_for_the_case_s_nodes_and_gpus(tmp_path, monkeypatch):
     ``srun`` on the PATH lets submitit's Slurm executor be built on a machine without one."""
     from submitit.slurm.slurm import _make_sbatch_string
 
-    from bench.executors import SlurmOptions, SubmititExecutor
-    from bench.launcher import Job
+    from bench.run.executors import SlurmOptions, SubmititExecutor
+    from bench.run.launcher import Job
 
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -610,8 +610,8 @@ def test_a_slurm_job_asks_for_the_case_s_nodes_and_gpus(tmp_path, monkeypatch):
 
 
 def test_more_ranks_than_gpus_is_skipped_before_any_process_starts(monkeypatch):
-    from bench import executors
-    from bench.launcher import Job
+    from bench.run import executors
+    from bench.run.launcher import Job
 
     # NVML is the hardware boundary: a node with 4 GPUs.
     monkeypatch.setattr(executors, "cuda_device_count", lambda: (4, None))

@@ -1,8 +1,8 @@
 """bench estimate against numbers worked out by hand.
 
 1B parameters on 20B tokens: 6 x 1e9 x 2e10 = 1.2e20 FLOPs. On 8 H200s (989.5 TFLOP/s dense
-bf16, bench/peaks.py) at MFU 0.4: 8 x 989.5e12 x 0.4 = 3.1664e15 FLOP/s, so 1.2e20 / 3.1664e15
-= 37,897.93 s = 10.527 h, and 8 x 10.527 = 84.218 GPU-hours.
+bf16, bench/machine/peaks.py) at MFU 0.4: 8 x 989.5e12 x 0.4 = 3.1664e15 FLOP/s, so
+1.2e20 / 3.1664e15 = 37,897.93 s = 10.527 h, and 8 x 10.527 = 84.218 GPU-hours.
 """
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UserError
-from bench.estimate import Inputs, Measured, estimate, measured_from_records, parse_count
+from bench.report.estimate import Inputs, Measured, estimate, measured_from_records, parse_count
 
 HOURS = 1.2e20 / 3.1664e15 / 3600  # 10.5272 h
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from bench import finetune
-from bench import suite as suites
-from bench.config import Case
 from bench.errors import CaseError, ConfigError, NotApplicable, UserError
-from bench.lora import LoRALinear, add_adapters
-from bench.worker import prepare
+from bench.spec import suite as suites
+from bench.spec.case import Case
+from bench.spec.lora_layers import adapted_layers
+from bench.train import finetune
+from bench.train.lora import LoRALinear, add_adapters
+from bench.worker.entry import prepare
 from bench.workloads import data
-from bench.workloads.lora_layers import adapted_layers
 from bench.workloads.workload import build
 from tests.conftest import write_suite
 

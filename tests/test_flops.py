@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from bench.config import Case
-from bench.flops import count_step_flops, gpt_flops_per_token
-from bench.losses import build_loss
-from bench.worker import TrainModule
+from bench.measure.flops import count_step_flops, gpt_flops_per_token
+from bench.spec.case import Case
+from bench.train.losses import build_loss
+from bench.worker.entry import TrainModule
 from bench.workloads.workload import build
 
 CPU = torch.device("cpu")

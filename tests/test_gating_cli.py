@@ -179,7 +179,7 @@ def test_export_is_read_by_pytest_benchmark_compare(runs, bench):
 
 
 def test_gate_runs_the_suite_and_compares_with_the_baseline(tmp_path, bench):
-    from bench import suite as suites
+    from bench.spec import suite as suites
 
     write_suite(tmp_path, "tiny", TINY_SUITE)
     (case,) = suites.expand(suites.load(str(tmp_path / "tiny.toml")), "cpu", {})

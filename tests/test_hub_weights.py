@@ -10,14 +10,15 @@ import pytest
 import torch
 import torchvision
 
-from bench import finetune
-from bench import suite as suites
-from bench.config import Case
 from bench.errors import CaseError, ConfigError, UserError
-from bench.worker import prepare
-from bench.workloads import hub_weights, vit
-from bench.workloads.hub_weights import WEIGHTS
-from bench.workloads.vision_shapes import CNN_SIZES, VIT_SIZES
+from bench.spec import hub_weights
+from bench.spec import suite as suites
+from bench.spec.case import Case
+from bench.spec.hub_weights import WEIGHTS
+from bench.spec.vision_shapes import CNN_SIZES, VIT_SIZES
+from bench.train import finetune
+from bench.worker.entry import prepare
+from bench.workloads import vit
 from tests.conftest import write_suite
 
 CPU = torch.device("cpu")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import Case
-from bench.launcher import Launcher
-from bench.runner import schedule
+from bench.run.launcher import Launcher
+from bench.run.sweep import schedule
+from bench.spec.case import Case
 
 
 def crash_hard(result_path: str, log_path: str, launched_at: float) -> None:

@@ -1,8 +1,8 @@
 """The max-batch search, probe by probe, against a device whose memory holds a known batch."""
 
-from bench.config import Case
-from bench.launcher import Job
-from bench.maxbatch import probe_case, search
+from bench.run.launcher import Job
+from bench.run.maxbatch import probe_case, search
+from bench.spec.case import Case
 
 
 def device_holding(largest: int, probed: list[int]):

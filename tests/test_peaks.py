@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from bench import cpu_peak
-from bench.peaks import compute_dtype, gpu_peak
+from bench.machine.peaks import compute_dtype, gpu_peak
+from bench.measure import cpu_peak
 
 T = 1e12
 

@@ -15,12 +15,12 @@ import pytest
 import torch
 from conftest import write_suite
 
-from bench.config import Case
 from bench.errors import ConfigError
-from bench.measure import WindowPolicy, run_window
-from bench.timing import CudaEventTimer, HostTimer
+from bench.measure.timing import CudaEventTimer, HostTimer
+from bench.measure.window import WindowPolicy, run_window
+from bench.spec.case import Case
+from bench.spec.vision_shapes import AUGMENTS
 from bench.workloads import data, pipeline, preprocess
-from bench.workloads.vision_shapes import AUGMENTS
 from bench.workloads.workload import build
 
 CPU = torch.device("cpu")

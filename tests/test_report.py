@@ -22,7 +22,6 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from bench.config import Case
 from bench.errors import UserError
 from bench.report.faq import faq_sections
 from bench.report.frame import (
@@ -47,7 +46,8 @@ from bench.report.plots import (
 from bench.report.plots_progress import finetune_figure, optimizer_figure
 from bench.report.report import build_report
 from bench.report.tables import render_markdown, render_terminal
-from bench.store import find_latest_runs, read_records
+from bench.results.store import find_latest_runs, read_records
+from bench.spec.case import Case
 
 RESULTS = Path(__file__).parent / "fixtures" / "report" / "results"
 COMPILE_RUN = RESULTS / "compile_vs_eager" / "20261128-101502"
@@ -672,7 +672,8 @@ def test_report_code_never_imports_torch():
     code = (
         "import sys, bench.report.report, bench.report.plots, bench.report.html, "
         "bench.report.canvas, "
-        "bench.report.faq, bench.estimate\nassert 'torch' not in sys.modules, 'torch imported'"
+        "bench.report.faq, bench.report.estimate\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -10,14 +10,14 @@ import pytest
 from rich.console import Console
 
 from bench.errors import UserError
-from bench.estimate import measured_from_records
+from bench.report.estimate import measured_from_records
 from bench.report.faq import challenges_section, optimizer_section
 from bench.report.frame import aggregate, records_frame
 from bench.report.plots import suite_plots
 from bench.report.plots_progress import finetune_figure, optimizer_figure, target_figure
 from bench.report.report import build_report
 from bench.report.tables import render_markdown
-from bench.store import read_records
+from bench.results.store import read_records
 
 MIB = 1024 * 1024
 

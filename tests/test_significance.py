@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.significance import _exact_upper_tail, mann_whitney_p, ratio_of_medians_ci
+from bench.gate.significance import _exact_upper_tail, mann_whitney_p, ratio_of_medians_ci
 
 
 def test_exact_tail_of_two_against_two_by_hand():

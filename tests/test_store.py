@@ -3,8 +3,8 @@
 import pytest
 
 from bench.errors import UserError
-from bench.runner import check_same_environment
-from bench.store import RecordWriter, read_records
+from bench.results.store import RecordWriter, read_records
+from bench.run.sweep import check_same_environment
 
 
 def test_a_second_writer_of_the_same_run_is_refused(tmp_path):
@@ -51,8 +51,8 @@ def test_well_formed_but_wrong_records_are_errors(tmp_path, line, problem):
 
 
 def test_probe_records_are_no_repeats_in_the_spread_warning():
-    from bench.config import Case
-    from bench.runner import unresolved_comparisons
+    from bench.run.sweep import unresolved_comparisons
+    from bench.spec.case import Case
 
     def record(batch, median, flags=()):
         config = Case.from_dict({"workload": "mlp", "batch_size": batch}).to_dict()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from bench import suite as suites
-from bench.config import Case
 from bench.errors import UserError
+from bench.spec import suite as suites
+from bench.spec.case import Case
 
 
 def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:

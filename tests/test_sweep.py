@@ -16,8 +16,8 @@ import pytest
 import torch
 from conftest import write_suite
 
-from bench import suite as suites
-from bench.workloads.catalog import num_params
+from bench.spec import suite as suites
+from bench.spec.catalog import num_params
 
 SHORT = """
 threads = 1

@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
-from bench.config import Case
 from bench.errors import ConfigError
-from bench.target import QualityTracker, met
-from bench.worker import prepare
+from bench.measure.target import QualityTracker, met
+from bench.spec.case import Case
+from bench.worker.entry import prepare
 from tests.conftest import write_suite
 
 
@@ -187,7 +187,7 @@ def test_steps_to_target_agree_with_the_curve_and_an_independent_replay(target_r
     assert target["eval_s"] > 0 and timing["eval_s"] >= target["eval_s"]
 
     # Replay the same training in this process, as the worker ran it: one batch drawn for the
-    # FLOP count (bench/flops.py), then the steps; the evaluations agree to the bit.
+    # FLOP count (bench/measure/flops.py), then the steps; the evaluations agree to the bit.
     torch.set_num_threads(1)
     training = prepare(Case(**record["config"]), torch.device("cpu"))
     training.workload.next_batch()

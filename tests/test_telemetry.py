@@ -12,9 +12,10 @@ import torch
 from conftest import write_suite
 from fake_pynvml import FUNCTION_NOT_FOUND, NOT_SUPPORTED, UNKNOWN, Err, FakeGpu
 
-from bench import cli, nvml
-from bench.config import Case
+from bench.cli import main as cli
 from bench.errors import ConfigError
+from bench.machine import nvml
+from bench.spec.case import Case
 from bench.telemetry import gpu
 from bench.telemetry.host import HostProbe
 from bench.telemetry.sampler import Sampler
@@ -24,7 +25,7 @@ TIMES = [0.0, 0.1, 0.2, 0.3]
 
 
 def sampled(monkeypatch, fake_gpu: FakeGpu, times=TIMES, steps=10, per_step=32, **options):
-    """Sample ``fake_gpu`` at ``times`` through bench.nvml, and summarise the window."""
+    """Sample ``fake_gpu`` at ``times`` through bench.machine.nvml, and summarise the window."""
     fake_pynvml.install(monkeypatch, [fake_gpu], **options)
     session = nvml.Session()
     probe = gpu.GpuProbe([session.device(uuid=fake_gpu.uuid)])

@@ -7,8 +7,8 @@ and when it waits, without a GPU.
 import pytest
 import torch
 
-from bench.measure import WindowPolicy, block_steps, run_window, stop_reason
-from bench.timing import CudaEventTimer, HostTimer
+from bench.measure.timing import CudaEventTimer, HostTimer
+from bench.measure.window import WindowPolicy, block_steps, run_window, stop_reason
 
 
 class FakeClock:

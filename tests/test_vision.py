@@ -4,11 +4,11 @@ import pytest
 import torch
 import torchvision
 
-from bench.config import Case
 from bench.errors import ConfigError
+from bench.spec.case import Case
+from bench.spec.catalog import num_params, parse_target, size_of
+from bench.spec.vision_shapes import CNN_SIZES, VIT_SIZES, cnn_params, vit_params
 from bench.workloads import cnn, vit
-from bench.workloads.catalog import num_params, parse_target, size_of
-from bench.workloads.vision_shapes import CNN_SIZES, VIT_SIZES, cnn_params, vit_params
 from bench.workloads.workload import build
 from tests.helpers import mean, train_steps
 

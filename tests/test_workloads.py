@@ -11,9 +11,9 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from bench.config import Case
+from bench.spec.case import Case
+from bench.spec.catalog import GPT_SIZES, MLP_SIZES, num_params
 from bench.workloads import data, gpt, mlp
-from bench.workloads.catalog import GPT_SIZES, MLP_SIZES, num_params
 from bench.workloads.workload import Workload, build
 from tests.helpers import mean, train_steps
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.store import PROBE_FLAG
+from bench.results.store import PROBE_FLAG
 
 CURVE_COLUMNS = ["suite", "run_id", "case_id", "repeat", "step", "window_s", "loss"]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.estimate import Inputs, estimate, measured_from_records
 from bench.report.curves import common_loss_target, loss_curves, time_to_loss
+from bench.report.estimate import Inputs, estimate, measured_from_records
 from bench.report.format import (
     MISSING,
     format_count,

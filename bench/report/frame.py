@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.config import COMPILE_ONLY_KEYS, RUN_LENGTH_KEYS, Case
-from bench.report.metrics import METRIC_PATHS, METRIC_PATHS_AND_RULES, TEXT_PATHS, metric_at
-from bench.store import PROBE_FLAG
+from bench.results.metrics import METRIC_PATHS, METRIC_PATHS_AND_RULES, TEXT_PATHS, metric_at
+from bench.results.store import PROBE_FLAG
+from bench.spec.case import COMPILE_ONLY_KEYS, RUN_LENGTH_KEYS, Case
 
 RECORD_COLUMNS = ["run_id", "suite", "case_id", "repeat", "status", "reason"]
 METRIC_COLUMNS = list(METRIC_PATHS)

@@ -22,7 +22,7 @@ from bench.report.tables import (
     render_terminal,
     suite_tables,
 )
-from bench.store import read_records
+from bench.results.store import read_records
 
 REPORT_FILE = "report.md"
 HTML_FILE = "report.html"

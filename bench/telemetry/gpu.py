@@ -1,16 +1,16 @@
 """GPU telemetry of the measured window through NVML: samples per device and their summary.
 
-Each sample reads every field of :data:`bench.nvml.FIELDS` on every device the case uses. The
-summary gives utilisation, memory, power, clocks and temperature statistics over the samples, the
-energy of the window (from the total-energy counter; integrated power where the device has no
+Each sample reads every field of :data:`bench.machine.nvml.FIELDS` on every device the case uses.
+The summary gives utilisation, memory, power, clocks and temperature statistics over the samples,
+the energy of the window (from the total-energy counter; integrated power where the device has no
 counter, flagged), and the fraction of samples in which the clocks were held down for a reason
-other than the benign ones (:data:`bench.nvml.BENIGN_CLOCK_EVENTS`).
+other than the benign ones (:data:`bench.machine.nvml.BENIGN_CLOCK_EVENTS`).
 """
 
 from collections import Counter
 from typing import Any
 
-from bench import nvml
+from bench.machine import nvml
 from bench.telemetry import energy
 from bench.telemetry.timeline import downsample
 

@@ -8,13 +8,13 @@ schedule: deadlines at ``start + k * interval_s``, so a slow read does not stret
 A thread, not a process: a sample is cheap (a host sample through psutil took about 80 us on the
 2-core development machine, under 0.1% of a core at the default 100 ms), and NVML's reads are
 ctypes calls, which release the GIL while the driver answers. Timestamps come from
-:func:`bench.timing.wall`, the harness's one host clock.
+:func:`bench.measure.timing.wall`, the harness's one host clock.
 """
 
 import threading
 from typing import Protocol
 
-from bench.timing import wall
+from bench.measure.timing import wall
 
 
 class Probe(Protocol):

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from bench import nvml
+from bench.machine import nvml
 from bench.telemetry import gpu
 from bench.telemetry.host import HostProbe
 from bench.telemetry.sampler import Probe, Sampler

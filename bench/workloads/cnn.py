@@ -16,10 +16,10 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from bench.config import Case
+from bench.spec.case import Case
+from bench.spec.catalog import size_of
+from bench.spec.vision_shapes import IMAGE_CHANNELS, NUM_CLASSES, CNNSize
 from bench.workloads import data, pipeline, preprocess
-from bench.workloads.catalog import size_of
-from bench.workloads.vision_shapes import IMAGE_CHANNELS, NUM_CLASSES, CNNSize
 from bench.workloads.workload import Workload
 
 
@@ -73,7 +73,7 @@ def make_model(shape: CNNSize, num_classes: int = NUM_CLASSES) -> nn.Module:
     return CifarResNet(shape, num_classes)
 
 
-# The data as stored, before the pipeline (a fine-tuning task splits it: bench/finetune.py).
+# The data as stored, before the pipeline (a fine-tuning task splits it: bench/train/finetune.py).
 load = preprocess.load
 
 

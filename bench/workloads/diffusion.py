@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import Case
+from bench.spec.app_shapes import UNET_GROUPS, UNET_SIDE, UNetSize
+from bench.spec.case import Case
+from bench.spec.catalog import size_of
 from bench.workloads import data
-from bench.workloads.app_shapes import UNET_GROUPS, UNET_SIDE, UNetSize
 from bench.workloads.batches import shuffled_batches
-from bench.workloads.catalog import size_of
 from bench.workloads.workload import DataInfo, Workload
 
 NUM_TIMESTEPS = 1000

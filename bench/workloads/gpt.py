@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from bench.config import Case
+from bench.spec.case import Case
+from bench.spec.catalog import GPT_VOCAB, GPTSize, size_of
 from bench.workloads import data
-from bench.workloads.catalog import GPT_VOCAB, GPTSize, size_of
 from bench.workloads.workload import DataInfo, Workload
 
 # nanoGPT's init (model.py, _init_weights): weights N(0, 0.02), biases zero, and the projections
@@ -139,7 +139,7 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def load(case: Case) -> data.TokenSplits:
     """The case's byte tokens on the CPU, as ``case.data`` asks. ``auto`` is the stdlib's source,
-    or, for a fine-tuning case (pretrained on that source, bench/finetune.py), the docs."""
+    or, for a fine-tuning case (pretrained on that source, bench/train/finetune.py), the docs."""
     if case.data == "docs" or (case.data == "auto" and case.finetune is not None):
         return data.docs_corpus()
     if case.data in ("auto", "stdlib"):

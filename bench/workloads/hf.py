@@ -15,10 +15,10 @@ transformers is an optional dependency (``pip install bench[hf]``); without it t
 import torch
 from torch import nn
 
-from bench.config import Case
 from bench.errors import NotApplicable
+from bench.spec.case import Case
+from bench.spec.catalog import GPT_VOCAB, GPTSize, size_of
 from bench.workloads import gpt
-from bench.workloads.catalog import GPT_VOCAB, GPTSize, size_of
 from bench.workloads.workload import Workload
 
 INSTALL_HINT = "pip install 'bench[hf]'"

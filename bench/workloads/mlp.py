@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import Case
+from bench.spec.case import Case
+from bench.spec.catalog import MLP_IN, MLP_OUT, MLPSize, size_of
 from bench.workloads import data
 from bench.workloads.batches import shuffled_batches
-from bench.workloads.catalog import MLP_IN, MLP_OUT, MLPSize, size_of
 from bench.workloads.workload import DataInfo, Workload, classifier_evaluator
 
 # Evaluation batch: large enough that the held-out pass is a handful of forward calls, small

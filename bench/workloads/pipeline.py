@@ -23,7 +23,7 @@ the training process between steps when it is 0), one batch at a time:
 
 Then the batch is copied to the device (asynchronously from pinned memory with ``pin_memory``)
 and grey images are repeated to three channels there (a view). The time the training loop waits
-for all of that is the record's ``metrics.data_wait_fraction`` (bench/measure.py).
+for all of that is the record's ``metrics.data_wait_fraction`` (bench/measure/window.py).
 
 Batches come from one endless stream: a fresh permutation of the training set per epoch, drawn
 from a generator seeded with the case's seed, cut into batches (the last partial batch of an epoch
@@ -48,11 +48,11 @@ from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from bench.config import Case
+from bench.spec.case import Case
+from bench.spec.vision_shapes import IMAGE_CHANNELS, NUM_CLASSES
 from bench.workloads.batches import shuffled_batches
 from bench.workloads.data import StoredImages
 from bench.workloads.preprocess import Prepared, load, prepare
-from bench.workloads.vision_shapes import IMAGE_CHANNELS, NUM_CLASSES
 from bench.workloads.workload import DataInfo, Workload, classifier_evaluator
 
 EVAL_BATCH_SIZE = 250

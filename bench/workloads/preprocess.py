@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.config import Case
-from bench.timing import wall
+from bench.measure.timing import wall
+from bench.spec.case import Case
+from bench.spec.vision_shapes import NUM_CLASSES
 from bench.workloads import data
-from bench.workloads.vision_shapes import NUM_CLASSES
 from bench.workloads.workload import DataInfo
 
 _STATS_CHUNK = 4096  # images per chunk when summing pixels for the statistics

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import Case
-from bench.workloads.app_shapes import RECSYS_DENSE, RecsysSize, recsys_interactions
+from bench.spec.app_shapes import RECSYS_DENSE, RecsysSize, recsys_interactions
+from bench.spec.case import Case
+from bench.spec.catalog import size_of
 from bench.workloads.batches import shuffled_batches
-from bench.workloads.catalog import size_of
 from bench.workloads.workload import DataInfo, Workload
 
 CLICKS_NUM_TRAIN = 65_536

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
-from bench.config import Case
+from bench.spec.case import Case
+from bench.spec.catalog import size_of
+from bench.spec.vision_shapes import NUM_CLASSES, ViTSize
 from bench.workloads import data, pipeline, preprocess
-from bench.workloads.catalog import size_of
-from bench.workloads.vision_shapes import NUM_CLASSES, ViTSize
 from bench.workloads.workload import Workload
 
 
@@ -34,7 +34,7 @@ def make_model(shape: ViTSize, image_size: int, num_classes: int = NUM_CLASSES) 
     )
 
 
-# The data as stored, before the pipeline (a fine-tuning task splits it: bench/finetune.py).
+# The data as stored, before the pipeline (a fine-tuning task splits it: bench/train/finetune.py).
 load = preprocess.load
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.config import Case
+from bench.spec.case import Case
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Workload:
     data: DataInfo
     head: str | None = None
     """Name of the output layer in ``model`` (``model.get_submodule(head)``): what a linear probe
-    trains and a new task re-initialises (bench/finetune.py). None: no fine-tuning story."""
+    trains and a new task re-initialises (bench/train/finetune.py). None: no fine-tuning story."""
     close: Callable[[], None] = lambda: None
     """Releases what the workload holds beyond memory (DataLoader worker processes)."""
 
@@ -91,7 +91,7 @@ def build(case: Case, device: torch.device, dtype: torch.dtype, splits=None) -> 
     """Build the case's workload on ``device`` with parameters and float inputs in ``dtype``.
 
     ``splits``: the data to use instead of the family's own ``load(case)`` (a fine-tuning task's
-    part of it, bench/finetune.py); the family's split type (``data.ImageSplits``, ...).
+    part of it, bench/train/finetune.py); the family's split type (``data.ImageSplits``, ...).
     """
     if case.workload == "mlp":
         from bench.workloads import mlp

@@ -1,0 +1,1 @@
+"""Comparing result sets: compare, verdicts, significance, baselines, A/B. Torch-free."""

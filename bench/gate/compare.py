@@ -1,0 +1,341 @@
+"""Compare two result sets case by case: a verdict per case and per metric, for CI gating.
+
+Cases are matched by case id. Each metric of a case ok on both sides gets its verdict from the
+rule in :mod:`bench.gate.verdict` (docs/GATING.md); a case takes the worst verdict of its
+metrics, or one from its records' status: ``broken`` (ok in BASE, oom/error/timeout in CAND),
+``new``, ``missing``. Pure: no torch; the CLI prints what this returns
+(:mod:`bench.gate.compare_output`).
+"""
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.gate.verdict import (
+    ALPHA,
+    CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    DEFAULT_THRESHOLD,
+    NOT_APPLICABLE,
+    Metric,
+    MetricResult,
+    compare_groups,
+)
+from bench.results.store import ENV, PROBE_FLAG, RECORDS, read_json, read_records, status_summary
+from bench.spec.case import varying_keys
+
+FAILED = ("oom", "error", "timeout")
+# Verdicts of a case, worst first: a case takes the worst verdict of its metrics.
+CASE_VERDICTS = ("broken", "regressed", "inconclusive", "improved", "unchanged", "new", "missing")
+FAILING = ("broken", "regressed")  # the verdicts that fail a CI gate (exit code 1)
+
+Values = list[float] | None  # one record's values of a metric; None: not measured
+
+
+def metric_value(record: dict[str, Any], *path: str) -> Any:
+    """``record["metrics"][path...]``, None where any step of the path is absent."""
+    value: Any = record.get("metrics")
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _per_repeat(*path: str) -> Callable[[dict[str, Any]], Values]:
+    """A metric with one value per repeat, at ``metrics[path...]``."""
+
+    def values(record: dict[str, Any]) -> Values:
+        value = metric_value(record, *path)
+        return None if value is None else [float(value)]
+
+    return values
+
+
+def _step_times(record: dict[str, Any]) -> Values:
+    return (record.get("samples") or {}).get("step_time_s") or None
+
+
+def _throughput(record: dict[str, Any]) -> Values:
+    """Samples/s of every step: the record's samples per step (samples/s times the median step
+    time it was computed from) over each step's time."""
+    rate = metric_value(record, "samples_per_s")
+    median_step = metric_value(record, "step_time_s", "median")
+    steps = _step_times(record)
+    if rate is None or median_step is None or steps is None:
+        return None
+    return [rate * median_step / t for t in steps]
+
+
+def _peak_memory(record: dict[str, Any]) -> Values:
+    """The CUDA allocator's peak where there is one, else the worker's peak RSS over the window
+    (on a CPU), else its lifetime peak RSS (where the window's could not be reset)."""
+    for key in ("peak_alloc_bytes", "peak_rss_bytes", "lifetime_peak_rss_bytes"):
+        if (value := metric_value(record, key)) is not None:
+            return [float(value)]
+    return None
+
+
+METRICS = (
+    Metric("step_time", "step time", "s", True, _step_times),
+    Metric("throughput", "throughput", "samples/s", False, _throughput),
+    Metric("peak_memory", "peak memory", "B", True, _peak_memory),
+    Metric(
+        "energy_per_sample",
+        "energy per sample",
+        "J",
+        True,
+        _per_repeat("gpu", "energy_per_sample_j"),
+    ),
+    Metric("compile_time", "compile time", "s", True, _per_repeat("compile_time_s")),
+    Metric("final_loss", "final loss", "", True, _per_repeat("final_train_loss")),
+    Metric("max_batch_size", "largest batch", "", False, _per_repeat("max_batch_size")),
+)
+METRIC_NAMES = tuple(m.name for m in METRICS)
+METRIC = {m.name: m for m in METRICS}
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: the records of a run directory, a records file or a baseline."""
+
+    label: str
+    path: Path
+    records: list[dict[str, Any]]
+    env: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        suites = sorted({str(r.get("suite")) for r in self.records})
+        git = self.env.get("git") or {}
+        return {
+            "source": self.label,
+            "path": str(self.path),
+            "suites": suites,
+            "commit": git.get("commit"),
+            "dirty": git.get("dirty"),
+        }
+
+
+def load_side(arg: str, results: Path) -> Side:
+    """BASE or CAND as given: a run directory, a records file, or a baseline's name."""
+    from bench.gate.baseline import baseline_dir, baseline_names
+
+    path = Path(arg)
+    if path.is_dir() and not (path / RECORDS).is_file():
+        raise UserError(f"{arg}: a directory without {RECORDS}: not a run directory or baseline")
+    if not path.exists():
+        if not baseline_dir(results, arg).is_dir():
+            names = ", ".join(baseline_names(results)) or "none"
+            raise UserError(
+                f"{arg}: not a run directory, records file or baseline "
+                f"(baselines in {results}/baselines: {names})"
+            )
+        path = baseline_dir(results, arg)
+    file = path / RECORDS if path.is_dir() else path
+    # A batch-size search's probes are summarised by its result record, which is compared.
+    records = [r for r in read_records(file) if PROBE_FLAG not in (r.get("flags") or [])]
+    if not records:
+        raise UserError(f"{file}: no records")
+    env_file = file.parent / ENV
+    env = read_json(env_file) if env_file.is_file() else {}
+    return Side(arg, file, records, env if isinstance(env, dict) else {})
+
+
+def parse_thresholds(texts: list[str]) -> dict[str, float | None]:
+    """``--threshold`` values: ``5%`` (every metric), ``step_time=3%``, ``final_loss=off``.
+
+    A metric set to None (``off``) is not compared."""
+    thresholds: dict[str, float | None] = dict.fromkeys(METRIC_NAMES, DEFAULT_THRESHOLD)
+    for text in texts:
+        name, _, value = text.rpartition("=")
+        if name and name not in thresholds:
+            raise UserError(
+                f"--threshold {text!r}: unknown metric {name!r}; allowed: {', '.join(METRIC_NAMES)}"
+            )
+        if value == "off" and name:
+            thresholds[name] = None
+            continue
+        number = value.removesuffix("%")
+        try:
+            fraction = float(number) / 100
+        except ValueError:
+            fraction = None
+        if not value.endswith("%") or fraction is None or not 0 < fraction < 1:
+            raise UserError(
+                f"--threshold {text!r}: expected a percentage between 0% and 100%, for every "
+                "metric (5%) or one (step_time=3%, or step_time=off)"
+            )
+        for key in [name] if name else METRIC_NAMES:
+            thresholds[key] = fraction
+    return thresholds
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case_id: str
+    label: str
+    verdict: str
+    note: str
+    base_status: str
+    cand_status: str
+    metrics: list[MetricResult]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base: dict[str, Any]
+    cand: dict[str, Any]
+    thresholds: dict[str, float | None]
+    resamples: int
+    seed: int
+    cases: list[CaseResult]
+
+    @property
+    def failed(self) -> bool:
+        return any(case.verdict in FAILING for case in self.cases)
+
+    def counts(self) -> dict[str, int]:
+        found = [case.verdict for case in self.cases]
+        return {verdict: found.count(verdict) for verdict in CASE_VERDICTS if verdict in found}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "base": self.base,
+            "cand": self.cand,
+            "rule": {
+                "thresholds": self.thresholds,
+                "confidence": CONFIDENCE,
+                "alpha": ALPHA,
+                "resamples": self.resamples,
+                "seed": self.seed,
+            },
+            "counts": self.counts(),
+            "failed": self.failed,
+            "cases": [asdict(case) for case in self.cases],
+        }
+
+
+def compare(
+    base: Side,
+    cand: Side,
+    thresholds: dict[str, float | None] | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Comparison:
+    """Verdicts for every case of BASE and CAND; an error when they share no case."""
+    thresholds = thresholds or parse_thresholds([])
+    base_cases, cand_cases = _by_case(base.records), _by_case(cand.records)
+    if not set(base_cases) & set(cand_cases):
+        raise UserError(
+            f"{base.label} ({_suites(base)}, {len(base_cases)} cases) and {cand.label} "
+            f"({_suites(cand)}, {len(cand_cases)} cases) have no case in common: compare runs "
+            "of the same suite and settings"
+        )
+    labels = case_labels({**base_cases, **cand_cases})
+    cases = []
+    for case_id in [*base_cases, *(c for c in cand_cases if c not in base_cases)]:
+        cases.append(
+            _compare_case(
+                case_id,
+                labels[case_id],
+                base_cases.get(case_id, []),
+                cand_cases.get(case_id, []),
+                thresholds,
+                resamples,
+                seed,
+            )
+        )
+    return Comparison(base.describe(), cand.describe(), thresholds, resamples, seed, cases)
+
+
+def _suites(side: Side) -> str:
+    return "suite " + ", ".join(side.describe()["suites"])
+
+
+def _by_case(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    cases: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        cases.setdefault(record["case_id"], []).append(record)
+    return cases
+
+
+def case_labels(cases: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """A short label per case: the settings that vary across the cases compared."""
+    configs = {case_id: records[0]["config"] for case_id, records in cases.items()}
+    shown = varying_keys(list(configs.values())) or ["workload", "model_size"]
+    return {
+        case_id: " ".join(f"{k}={config.get(k)}" for k in shown if config.get(k) is not None)
+        for case_id, config in configs.items()
+    }
+
+
+def _compare_case(
+    case_id: str,
+    label: str,
+    base: list[dict[str, Any]],
+    cand: list[dict[str, Any]],
+    thresholds: dict[str, float | None],
+    resamples: int,
+    seed: int,
+) -> CaseResult:
+    base_ok = [r for r in base if r["status"] == "ok"]
+    cand_ok = [r for r in cand if r["status"] == "ok"]
+    metrics = []
+    if base_ok and cand_ok:
+        for metric in METRICS:
+            if thresholds.get(metric.name) is not None:
+                metrics.append(
+                    _compare_metric(metric, base_ok, cand_ok, thresholds, resamples, seed)
+                )
+    verdict, note = _case_verdict(base, cand, base_ok, cand_ok, metrics)
+    return CaseResult(
+        case_id, label, verdict, note, status_summary(base), status_summary(cand), metrics
+    )
+
+
+def _case_verdict(base, cand, base_ok, cand_ok, metrics) -> tuple[str, str]:
+    base_failed = [r for r in base if r["status"] in FAILED]
+    cand_failed = [r for r in cand if r["status"] in FAILED]
+    if not base:
+        return "new", "only in CAND"
+    if not cand:
+        return "missing", "only in BASE"
+    if cand_failed and not base_failed:
+        return "broken", f"{cand_failed[0]['status']} in CAND: {_last_line(cand_failed[0])}"
+    if not base_ok and not cand_ok:
+        if base_failed and cand_failed:
+            return "unchanged", f"fails on both sides: {_last_line(cand_failed[0])}"
+        return "unchanged", f"not run on either side: {_last_line(cand[0])}"
+    if not cand_ok:
+        return "missing", f"not run in CAND: {_last_line(cand[0])}"
+    if not base_ok:
+        if base_failed:
+            return "improved", f"fixed: {base_failed[0]['status']} in BASE, ok in CAND"
+        return "new", f"not run in BASE: {_last_line(base[0])}"
+    judged = [m.verdict for m in metrics if m.verdict != NOT_APPLICABLE]
+    verdict = next((v for v in CASE_VERDICTS if v in judged), "unchanged")
+    note = "; ".join(f"{m.label}: {m.note}" for m in metrics if m.verdict == verdict and m.note)
+    if base_failed and cand_failed:
+        note = f"fails on both sides in some repeats; {note}".rstrip("; ")
+    return verdict, note
+
+
+def _last_line(record: dict[str, Any]) -> str:
+    lines = (record.get("reason") or record["status"]).strip().splitlines()
+    return lines[-1] if lines else record["status"]
+
+
+def _compare_metric(
+    metric: Metric,
+    base: list[dict[str, Any]],
+    cand: list[dict[str, Any]],
+    thresholds: dict[str, float | None],
+    resamples: int,
+    seed: int,
+) -> MetricResult:
+    threshold = thresholds[metric.name]
+    assert threshold is not None
+    base_groups = [v for v in map(metric.values, base) if v]
+    cand_groups = [v for v in map(metric.values, cand) if v]
+    return compare_groups(metric, base_groups, cand_groups, threshold, resamples, seed)

@@ -1,0 +1,1 @@
+"""The machine: environment, NVML inventory, datasheet peaks, the project root. Torch-free."""

@@ -1,0 +1,108 @@
+"""The environment a run measured: software versions, devices, CPU, memory, git state.
+
+Collected inside a worker process (it imports torch); ``bench env`` prints the same.
+"""
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.machine.nvml import inventory
+
+# Variables that change what a run measures.
+_ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "CUDA_", "NCCL_", "TORCH", "PYTORCH_", "BENCH_")
+
+
+def relevant_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables that change what a run measures (threads, devices, compilers)."""
+    return {k: v for k, v in sorted(environ.items()) if k.startswith(_ENV_PREFIXES)}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None, "reason": f"{repo} is not a git checkout"}
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def collect(repo: Path) -> dict[str, Any]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    nvml = inventory()
+    devices = []
+    for index in range(torch.cuda.device_count() if cuda else 0):
+        props = torch.cuda.get_device_properties(index)
+        devices.append(
+            {
+                "index": index,
+                "name": props.name,
+                "memory_bytes": props.total_memory,
+                "capability": f"{props.major}.{props.minor}",
+            }
+        )
+    nccl = None
+    if cuda and hasattr(torch.cuda, "nccl"):
+        try:
+            nccl = ".".join(map(str, torch.cuda.nccl.version()))
+        except Exception:  # noqa: BLE001 - a build without NCCL
+            nccl = None
+    return {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "cuda": torch.version.cuda,
+        "cuda_available": cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "nccl": nccl,
+        "devices": devices,
+        "driver": {"version": nvml["driver_version"], "reason": nvml["reason"]},
+        "nvml": nvml,
+        "cpu": {
+            "model": cpu_model(),
+            "logical_cores": psutil.cpu_count(logical=True),
+            "physical_cores": psutil.cpu_count(logical=False),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "memory_bytes": psutil.virtual_memory().total,
+        "git": git_state(repo),
+        "env_vars": relevant_env_vars(os.environ),
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None

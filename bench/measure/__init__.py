@@ -1,0 +1,1 @@
+"""What is measured: timing, the window, memory, FLOPs, MFU, targets."""

@@ -1,0 +1,97 @@
+"""The CPU's peak for MFU: a matrix-multiply rate measured once per machine, then cached.
+
+CPUs have no datasheet peak that torch reaches (it depends on the vector units, their clocks
+under load, the BLAS torch ships and the threads used), so the peak is what ``torch.mm`` achieves
+here: square products of growing size, each timed several times, and the best rate of any. The
+figure is cached in ``cpu_peak.json`` under ``$BENCH_CACHE_DIR`` (default ``~/.cache/bench``), keyed
+by CPU model, threads, dtype and torch version, so that every case on this machine divides by the
+same number and only the first pays the second or two it takes.
+"""
+
+import functools
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.machine.env import cpu_model
+from bench.machine.peaks import Peak
+from bench.measure.timing import time_call
+
+CACHE_FILE = "cpu_peak.json"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Sizes tried in order; larger ones reach nearer the peak, until a single product takes longer
+# than _MAX_CALL_S (bf16 without hardware support is slow): then the larger ones are skipped.
+_SIZES = (256, 512, 1024, 2048)
+_REPEATS = 5
+_MAX_CALL_S = 0.25
+
+
+def cache_dir() -> Path:
+    if "BENCH_CACHE_DIR" in os.environ:
+        return Path(os.environ["BENCH_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bench"
+
+
+def cpu_peak(dtype: str, threads: int) -> Peak:
+    """This machine's measured matmul peak in ``dtype`` with ``threads`` torch threads."""
+    model = cpu_model()
+    key = f"{model} | threads={threads} | {dtype} | torch {torch.__version__}"
+    path = cache_dir() / CACHE_FILE
+    cache = _read(path)
+    if key not in cache:
+        flops_per_s, size = measure_matmul(DTYPES[dtype], threads)
+        cache[key] = {
+            "flops_per_s": flops_per_s,
+            "matrix_size": size,
+            # A date for whoever reads the cache (when was this machine measured), not a timing.
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        _write(path, cache)
+    entry = cache[key]
+    source = (
+        f"measured: torch.mm {entry['matrix_size']}x{entry['matrix_size']} {dtype}, "
+        f"{threads} threads, {entry['measured_at']} ({path})"
+    )
+    return Peak(entry["flops_per_s"], dtype, model, source)
+
+
+def measure_matmul(dtype: torch.dtype, threads: int) -> tuple[float, int]:
+    """Best FLOP/s of ``torch.mm`` on square matrices, and the size that reached it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        best, best_size = 0.0, _SIZES[0]
+        generator = torch.Generator().manual_seed(0)
+        cpu = torch.device("cpu")
+        for n in _SIZES:
+            a = torch.randn(n, n, generator=generator).to(dtype)
+            b = torch.randn(n, n, generator=generator).to(dtype)
+            torch.mm(a, b)  # the first call pays for packing buffers and kernel selection
+            product = functools.partial(torch.mm, a, b)
+            fastest_s = min(time_call(product, cpu)[1] for _ in range(_REPEATS))
+            rate = 2 * n**3 / fastest_s  # n^3 multiply-adds
+            if rate > best:
+                best, best_size = rate, n
+            if fastest_s > _MAX_CALL_S:
+                break
+        return best, best_size
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def _write(path: Path, cache: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    os.replace(tmp, path)  # atomic: a reader sees the old file or the new one

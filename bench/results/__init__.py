@@ -1,0 +1,1 @@
+"""Records on disk, the record's metric paths, exports. Torch-free."""

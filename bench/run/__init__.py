@@ -1,0 +1,1 @@
+"""Where and how a case is isolated: the sweep, executors, launcher, torchrun. Torch-free."""

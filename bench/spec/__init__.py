@@ -1,0 +1,1 @@
+"""What to run: the Case, suites and the workload tables. Torch-free."""

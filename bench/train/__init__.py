@@ -1,0 +1,1 @@
+"""Training: precision, compile, optimizers, losses, schedules, LoRA, fine-tuning."""

@@ -1,0 +1,402 @@
+"""Fine-tuning: a pretrained backbone adapted to another task, with full, frozen or LoRA training.
+
+A fine-tuning case (``finetune`` set) has two phases in its one process:
+
+1. **Pretrained weights**, outside the measured run (``timing.pretrain_s``): from ``checkpoint``
+   (a state-dict file; ``"torchvision"``: torchvision's ImageNet weights from the local torch hub
+   cache, their 1000-class head dropped for the workload's new one), from the cache of an
+   earlier case, or trained now on the task's *source*
+   for ``pretrain_steps`` steps with a fixed recipe (:data:`PRETRAIN_RECIPE`), then cached under
+   the bench cache directory, keyed by everything that determines them, so that the other
+   strategies and repeats of a suite start from the very same weights.
+2. **The case itself** on the task's *target*: the workload is built on the target data, loads
+   those weights, re-initialises its head where the target has new classes, and the strategy
+   decides what trains. The worker then runs its usual first step, warm-up, measured window and
+   evaluation; it evaluates once before (``metrics.eval_before``) as well.
+
+Tasks (``finetune_task``; ``catalog.WorkloadInfo.finetune_tasks``):
+- ``new-classes`` (images): source = the images of classes 0-4 (both splits), target = classes
+  5-9; the head is re-initialised, its rows for 0-4 meaning nothing for 5-9.
+- ``rotated`` (images): source = the images as they are, target = the same images turned by 90
+  degrees; the head is kept (same classes, another domain).
+- ``corpus`` (``gpt``): source = the standard library's source code, target = the case's
+  ``data`` (``auto``: Python's language reference in English, ``data = "docs"``).
+
+Strategies (``finetune``): ``full`` trains every weight; ``frozen`` only the head (a linear probe
+on a frozen backbone); ``lora`` rank-r adapters (bench/train/lora.py) on every linear layer and
+attention projection but the head, the head training too only where it is new.
+"""
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import os
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.errors import CaseError, NotApplicable
+from bench.measure.cpu_peak import cache_dir
+from bench.measure.timing import time_call
+from bench.spec.case import CORPUS_SOURCE, Case
+from bench.spec.catalog import workload_info
+from bench.spec.hub_weights import TORCHVISION, WEIGHTS
+from bench.train.lora import add_adapters
+from bench.workloads import data
+from bench.workloads.workload import DataInfo, Workload, build
+
+# The pretraining phase's recipe: fixed, so that every fine-tuning strategy, optimizer, batch
+# size and precision of a suite starts from the same weights. AdamW at torch's default rate
+# trains the catalog's small models quickly; fp32, eager, the workload's default batch size, the
+# case's seed.
+PRETRAIN_RECIPE = "adamw lr=1e-3 fp32 eager default-batch"
+PRETRAIN_LR = 1e-3
+# new-classes: the source task has classes below this one, the target the others (digits 0-4,
+# then 5-9; any 10-class image data).
+FIRST_TARGET_CLASS = 5
+CACHE_SUBDIR = "pretrained"
+# torch.load's UnpicklingError puts the weights-only unpickler's own reason after this
+# (torch/serialization.py, torch 2.6 on); the text around it is advice.
+WEIGHTS_UNPICKLER_MARKER = "WeightsUnpickler error:"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A source and a target split of the family's data type (``data.ImageSplits``, ...)."""
+
+    source: Any
+    target: Any
+    new_head: bool
+    """The target's classes are not the source's: the head is re-initialised before tuning."""
+
+
+@dataclass
+class Finetuned:
+    workload: Workload
+    """The target task's workload, its model holding the pretrained weights and the strategy."""
+    pretrain_s: float
+    """Seconds this process spent getting the pretrained weights (training or loading them)."""
+    info: dict[str, Any]
+    """``runtime.finetune`` of the record (docs/RESULTS.md)."""
+
+
+def prepare(case: Case, device: torch.device, dtype: torch.dtype) -> Finetuned:
+    """The case's target workload with pretrained weights, its strategy applied."""
+    assert case.finetune is not None and case.finetune_task is not None, "not a fine-tuning case"
+    task = make_task(case)
+    workload = build(case, device, dtype, task.target)
+    if workload.head is None:
+        raise AssertionError(f"{case.workload} names no head: it offers no fine-tuning task")
+    (source, state), pretrain_s = time_call(lambda: pretrained(case, task, device), device)
+    new_head = task.new_head
+    if source["weights"] == TORCHVISION:
+        # ImageNet's 1000-class head means nothing for ten classes: the workload's own, new.
+        state = own_head(state, workload.model, workload.head)
+        new_head = True
+    load_state(workload.model, state, source["checkpoint"], case)
+    head = workload.model.get_submodule(workload.head)
+    if new_head:
+        torch.manual_seed(case.seed)
+        for module in head.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    adapter_params = apply_strategy(workload.model, head, case, new_head)
+    info = {
+        "strategy": case.finetune,
+        "task": case.finetune_task,
+        "new_head": new_head,
+        "head": workload.head,
+        "adapter_params": adapter_params,
+        **source,
+    }
+    return Finetuned(workload, pretrain_s, info)
+
+
+def make_task(case: Case) -> Task:
+    """The source and target data of the case's task."""
+    if case.finetune_task == "corpus":
+        # Validation keeps data = CORPUS_SOURCE out: tuning on the pretraining corpus is no task.
+        assert case.data != CORPUS_SOURCE, "unvalidated case"
+        family = importlib.import_module(f"bench.workloads.{case.workload}")
+        return Task(source=data.stdlib_corpus(), target=family.load(case), new_head=False)
+    # Image families: their ``load(case)`` gives splits with ``x_train``, ``y_train``, ``x_val``,
+    # ``y_val`` of (N, C, H, W) images and labels 0-9 (``data.ImageSplits``, ...).
+    splits = importlib.import_module(f"bench.workloads.{case.workload}").load(case)
+    if case.finetune_task == "new-classes":
+        source = _classes(splits, lambda y: y < FIRST_TARGET_CLASS)
+        target = _classes(splits, lambda y: y >= FIRST_TARGET_CLASS)
+        return Task(source, target, new_head=True)
+    assert case.finetune_task == "rotated", f"unvalidated task {case.finetune_task!r}"
+    x_train = torch.rot90(splits.x_train, k=1, dims=(2, 3)).contiguous()  # (N, C, W, H)
+    x_val = torch.rot90(splits.x_val, k=1, dims=(2, 3)).contiguous()
+    target = _replace_images(splits, x_train, x_val, splits.y_train, splits.y_val)
+    return Task(splits, target, new_head=False)
+
+
+def _classes(splits: Any, keep) -> Any:
+    train, val = keep(splits.y_train), keep(splits.y_val)
+    return _replace_images(
+        splits, splits.x_train[train], splits.x_val[val], splits.y_train[train], splits.y_val[val]
+    )
+
+
+def _replace_images(splits: Any, x_train, x_val, y_train, y_val) -> Any:
+    """``splits`` (a dataclass) with other images; its ``DataInfo``, where it has one, names them
+    (sizes and hash of the task's part)."""
+    changes: dict[str, Any] = {
+        "x_train": x_train,
+        "x_val": x_val,
+        "y_train": y_train,
+        "y_val": y_val,
+    }
+    if isinstance(getattr(splits, "info", None), DataInfo):
+        changes["info"] = dataclasses.replace(
+            splits.info,
+            num_train=len(y_train),
+            num_val=len(y_val),
+            sha256=data.sha256_of(x_train, y_train, x_val, y_val),
+        )
+    return dataclasses.replace(splits, **changes)
+
+
+def pretrained(case: Case, task: Task, device: torch.device) -> tuple[dict[str, Any], dict]:
+    """``runtime.finetune``'s account of the weights, and the weights (a state dict on the CPU)."""
+    if case.checkpoint == TORCHVISION:
+        path, state, weights = hub_weights(case)
+        source = {
+            "weights": TORCHVISION,
+            "checkpoint": str(path),
+            "checkpoint_sha256": file_sha256(path),
+            "torchvision_weights": weights.enum,
+            "pretrain_steps": None,
+        }
+        return {**source, "pretrain_train_s": None, "source_data": None, "source_eval": None}, (
+            state
+        )
+    if case.checkpoint is not None:
+        path = str(Path(case.checkpoint).expanduser())
+        source = {"weights": "checkpoint", "checkpoint": path, "pretrain_steps": None}
+        return {**source, "pretrain_train_s": None, "source_data": None, "source_eval": None}, (
+            read_checkpoint(path)
+        )
+    assert case.pretrain_steps is not None, "unresolved case"
+    source_data = describe(task.source)
+    key = {
+        "workload": case.workload,
+        "model_size": case.model_size,
+        "seq_len": case.seq_len,
+        "tie_embeddings": case.tie_embeddings,
+        "image_size": case.image_size,
+        "augment": case.augment,
+        "seed": case.seed,
+        "pretrain_steps": case.pretrain_steps,
+        "task": case.finetune_task,
+        "source_sha256": source_data["sha256"],
+        "device": device.type,
+        "torch": torch.__version__,
+        "recipe": PRETRAIN_RECIPE,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / CACHE_SUBDIR / f"{case.workload}-{digest}.pt"
+    notes_path = path.with_suffix(".json")
+    common = {
+        "checkpoint": str(path),
+        "pretrain_steps": case.pretrain_steps,
+        "source_data": source_data,
+    }
+    if path.is_file() and notes_path.is_file():
+        try:
+            state = read_checkpoint(str(path))
+            notes = json.loads(notes_path.read_text())
+            return {"weights": "cache", **common, **notes["result"]}, state
+        except (CaseError, ValueError, KeyError):
+            pass  # a damaged cache entry is a miss: train again and overwrite it
+    state, result = pretrain(case, task.source, device)
+    _write_cache(path, notes_path, state, {"key": key, "result": result})
+    return {"weights": "trained", **common, **result}, state
+
+
+def hub_weights(case: Case) -> tuple[Path, dict[str, torch.Tensor], Any]:
+    """torchvision's DEFAULT weights of the case's size, as torchvision would have saved them in
+    ``torch.hub.get_dir()/checkpoints``; never downloaded (``load_state_dict_from_url`` would)."""
+    assert case.model_size is not None, "unresolved case"
+    weights = WEIGHTS[case.workload, case.model_size]  # validation allows no other size
+    path = Path(torch.hub.get_dir()) / "checkpoints" / weights.filename
+    if not path.is_file():
+        raise CaseError(
+            f"checkpoint = 'torchvision': no {path} (torchvision's {weights.enum}; bench never "
+            f"downloads: fetch {weights.url} to that path)"
+        )
+    return path, read_checkpoint(str(path)), weights
+
+
+def own_head(state: dict[str, torch.Tensor], model: nn.Module, head: str) -> dict:
+    """``state`` with the tensors of module ``head`` (``fc``, ``heads.head``) replaced by the
+    model's own: another model's head is dropped, whatever its shape."""
+    prefix = f"{head}."
+    kept = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    return {**kept, **own}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe(splits: Any) -> dict[str, Any]:
+    """Name, sizes, hash and path of a task's data: its ``DataInfo`` where it has one, else
+    (images as stored, before the image pipeline) worked out from its tensors."""
+    if isinstance(getattr(splits, "info", None), DataInfo):
+        return dataclasses.asdict(splits.info)
+    tensors = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    return {
+        "name": splits.name,
+        "num_train": len(splits.y_train),
+        "num_val": len(splits.y_val),
+        "sha256": data.sha256_of(*tensors),
+        "path": splits.path,
+    }
+
+
+def pretrain(case: Case, source: Any, device: torch.device) -> tuple[dict, dict[str, Any]]:
+    """Train the workload's model on the source task: the fixed recipe, ``pretrain_steps`` steps.
+    Returns its state dict (on the CPU) and its training time and held-out evaluation."""
+    assert case.pretrain_steps is not None, "unresolved case"
+    recipe = dataclasses.replace(case, batch_size=workload_info(case.workload).default_batch_size)
+    torch.manual_seed(case.seed)
+    workload = build(recipe, device, torch.float32, source)
+    model = workload.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=PRETRAIN_LR)
+
+    def train() -> None:
+        for _ in range(case.pretrain_steps):
+            x, y = workload.next_batch()
+            loss = workload.loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    _, train_s = time_call(train, device)
+    evaluation = workload.evaluate(model)
+    workload.close()  # DataLoader workers of the image pipeline
+    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    return state, {"pretrain_train_s": train_s, "source_eval": evaluation}
+
+
+def _write_cache(path: Path, notes_path: Path, state: dict, notes: dict[str, Any]) -> None:
+    """Weights, then the notes that make them a cache entry; each replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    tmp = notes_path.with_name(f"{notes_path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(notes, indent=1, sort_keys=True))
+    os.replace(tmp, notes_path)
+
+
+def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
+    """A state dict from ``path`` (or the one under ``model`` in a training checkpoint), read
+    with ``weights_only=True``: tensors and plain containers only, no code from the file."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message goes on to advise loading with weights_only=False, which runs code
+        # from the file: the one thing a checkpoint from elsewhere must not do. Bench's own words,
+        # with the unpickler's reason only.
+        raise CaseError(
+            f"checkpoint {path}: not a weights-only torch checkpoint "
+            f"(torch.load(weights_only=True) refused it: {_unpickler_reason(error)})"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - zip, I/O, end of file: each is a corrupt file here
+        raise CaseError(
+            f"checkpoint {path}: not a readable torch checkpoint "
+            f"({type(error).__name__}: {_first_sentence(str(error))})"
+        ) from None
+    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
+        loaded = loaded["model"]
+    if not isinstance(loaded, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise CaseError(
+            f"checkpoint {path}: holds a {type(loaded).__name__}, not a state dict (names to "
+            "tensors, as torch.save(model.state_dict(), path) writes)"
+        )
+    return loaded
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str, case: Case) -> None:
+    """Copy ``state`` into ``model``; a checkpoint of another model is one line saying how."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing ({_names(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected ({_names(unexpected)})")
+        for k in shapes[:2]:
+            parts.append(f"{k} is {tuple(state[k].shape)} there, {tuple(own[k].shape)} here")
+        raise CaseError(
+            f"checkpoint {path} does not fit {case.workload} model_size = {case.model_size!r}: "
+            + "; ".join(parts)
+        )
+    model.load_state_dict(state)
+
+
+def apply_strategy(model: nn.Module, head: nn.Module, case: Case, new_head: bool) -> int:
+    """Set what trains; returns the parameters the adapters add (0 but for ``lora``)."""
+    if case.finetune == "full":
+        return 0
+    if case.finetune == "frozen":
+        for param in model.parameters():
+            param.requires_grad_(False)
+        for param in head.parameters():
+            param.requires_grad_(True)
+        return 0
+    assert case.finetune == "lora" and case.lora_rank and case.lora_alpha, "unresolved case"
+    added = add_adapters(model, case.lora_rank, case.lora_alpha, skip=head)
+    if added == 0:
+        raise NotApplicable(
+            f"{case.workload} {case.model_size} has no linear layer or attention projection "
+            "outside its head: LoRA would train the head only, which is finetune = 'frozen'"
+        )
+    if new_head:  # a fresh head has to learn in full: adapters on random weights mean nothing
+        for param in head.parameters():
+            param.requires_grad_(True)
+    return added
+
+
+def _names(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+
+def _unpickler_reason(error: pickle.UnpicklingError) -> str:
+    """What the weights-only unpickler objected to (``Unsupported operand 103``, ``Unsupported
+    global: GLOBAL argparse.Namespace was not an allowed global by default``), without the advice
+    around it."""
+    text = str(error)
+    _, marker, reason = text.partition(WEIGHTS_UNPICKLER_MARKER)
+    return _first_sentence(reason if marker else text)
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of the first non-empty line, terminal escapes removed, at most 200
+    characters; "no message" for none."""
+    lines = [line.strip() for line in ANSI_ESCAPE.sub("", text).splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    sentence = lines[0].split(". ")[0].removesuffix(".")
+    return sentence[:200]
