@@ -1,0 +1,206 @@
+"""CI gating (docs/GATING.md): compare, baseline, gate, ab, export.
+
+The work is in bench.gate.compare, bench.gate.baseline, bench.gate.ab and bench.results.export;
+these handlers parse and print.
+"""
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.cli.arguments import EXIT_INTERRUPTED, Parser, count_runs, planned_cases, run_dir_of
+from bench.cli.run import execute
+from bench.errors import UserError
+
+
+def add_commands(commands: Any) -> None:
+    compare = commands.add_parser("compare", help="verdict per case: did CAND regress vs BASE?")
+    compare.add_argument("base", help="run directory, records file or baseline name")
+    compare.add_argument("cand", help="run directory, records file or baseline name")
+    compare.add_argument("--results", type=Path, default=Path("results"))
+    compare.set_defaults(handler=cmd_compare)
+    _add_compare_options(compare)
+
+    baseline = commands.add_parser("baseline", help="save and list baselines for bench gate")
+    baseline.set_defaults(handler=cmd_baseline)
+    actions = baseline.add_subparsers(dest="action", required=True, parser_class=Parser)
+    save = actions.add_parser("save", help="copy a run to RESULTS/baselines/NAME/")
+    save.add_argument("name")
+    save.add_argument("run", help="run directory, or a suite (its latest run)")
+    save.add_argument("--force", action="store_true", help="replace an existing baseline")
+    save.add_argument("--results", type=Path, default=Path("results"))
+    listing = actions.add_parser("list", help="the baselines under RESULTS/baselines/")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--results", type=Path, default=Path("results"))
+
+    gate = commands.add_parser("gate", help="run a suite and compare it with a baseline")
+    gate.set_defaults(handler=cmd_gate)
+    gate.add_argument("suite")
+    gate.add_argument("--baseline", required=True, metavar="NAME")
+    ab = commands.add_parser("ab", help="base ref vs working tree, interleaved in one job")
+    ab.set_defaults(handler=cmd_ab)
+    ab.add_argument("suite")
+    ab.add_argument("--base-ref", required=True, metavar="REF", help="e.g. origin/main")
+    for parser in (gate, ab):
+        parser.add_argument("--set", dest="overrides", action="append", default=[])
+        parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+        parser.add_argument("--repeats", type=int, help="repeats per case (ab: rounds per side)")
+        parser.add_argument("--out", type=Path, default=Path("results"), help="results directory")
+        _add_compare_options(parser)
+    gate.add_argument("--order", choices=("interleaved", "random"), default="interleaved")
+    gate.add_argument("--seed", type=int, default=0, help="seed of --order random")
+
+    export = commands.add_parser("export", help="a run in another tool's format")
+    export.set_defaults(handler=cmd_export)
+    export.add_argument("run", help="run directory, or a suite (its latest run)")
+    export.add_argument("--format", choices=("pytest-benchmark",), required=True)
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    export.add_argument("--results", type=Path, default=Path("results"))
+
+
+def _add_compare_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="[METRIC=]PCT",
+        help="smallest change that counts (default 5%%): 5%%, step_time=3%%, final_loss=off",
+    )
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the verdicts as JSON")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--bootstrap-seed", type=int, default=0)
+
+
+def _comparing(args: argparse.Namespace) -> dict[str, Any]:
+    """The comparison settings, validated before anything runs or is written."""
+    from bench.gate.compare import parse_thresholds
+
+    for path in (args.markdown, args.json):
+        if path is not None and not path.parent.is_dir():
+            raise UserError(f"{path}: no such directory {path.parent}")
+    if args.resamples < 100:
+        raise UserError(f"--resamples {args.resamples}: use at least 100")
+    thresholds = parse_thresholds(args.threshold)
+    return {"thresholds": thresholds, "resamples": args.resamples, "seed": args.bootstrap_seed}
+
+
+def _report_comparison(comparison: Any, args: argparse.Namespace, console: Console) -> int:
+    from bench.gate.compare_output import render_terminal, write_outputs
+
+    render_terminal(comparison, console)
+    write_outputs(comparison, args.markdown, args.json)
+    return 1 if comparison.failed else 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from bench.gate.compare import compare, load_side
+
+    settings = _comparing(args)
+    base, cand = load_side(args.base, args.results), load_side(args.cand, args.results)
+    return _report_comparison(compare(base, cand, **settings), args, console)
+
+
+def cmd_baseline(args: argparse.Namespace, console: Console) -> int:
+    from bench.gate import baseline
+
+    if args.action == "save":
+        path = baseline.save(
+            args.results, args.name, run_dir_of(args.run, args.results), args.force
+        )
+        console.print(f"baseline {args.name!r} saved: {path} (commit it to gate CI against it)")
+        return 0
+    entries = baseline.list_baselines(args.results)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    table = Table(title=f"baselines in {args.results / baseline.BASELINES}")
+    for column in ("name", "suites", "cases", "records", "commit", "created", "from run"):
+        table.add_column(column)
+    for e in entries:
+        if "error" in e:
+            table.add_row(e["name"], f"unreadable: {e['error']}", "", "", "", "", "")
+            continue
+        commit = ((e.get("git") or {}).get("commit") or "")[:12]
+        suites_ = ", ".join(e.get("suites", []))
+        cases, records = str(e.get("num_cases")), str(e.get("num_records"))
+        table.add_row(
+            e["name"],
+            suites_,
+            cases,
+            records,
+            commit,
+            e.get("created_at", ""),
+            e.get("source_run", ""),
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace, console: Console) -> int:
+    from bench.gate.compare import compare, load_side
+    from bench.run import sweep as runner
+
+    settings = _comparing(args)
+    if args.seed != 0 and args.order != "random":
+        warnings.warn("--seed has no effect without --order random", stacklevel=1)
+    base = load_side(args.baseline, args.out)
+    suite, cases, device, overrides = planned_cases(args, repeats_override=True)
+    if not {case.id for case in cases} & {r["case_id"] for r in base.records}:
+        raise UserError(
+            f"{suite.path}: no case in common with baseline {args.baseline!r} (the suite or its "
+            f"settings changed since it was saved); save a new one: bench baseline save NAME RUN"
+        )
+    options = runner.RunOptions(device, overrides, args.order, args.seed)
+    run_dir = runner.create_run(args.out, suite, cases, options)
+    console.print(f"gate: run {run_dir}: {count_runs(cases)} on {device}, then compare")
+    if execute(run_dir, console, resumed=False) == EXIT_INTERRUPTED:
+        return EXIT_INTERRUPTED
+    # A case that crashed (exit 1 of bench run) is for the comparison to judge: broken.
+    cand = load_side(str(run_dir), args.out)
+    return _report_comparison(compare(base, cand, **settings), args, console)
+
+
+def cmd_ab(args: argparse.Namespace, console: Console) -> int:
+    from bench.gate.ab import run_ab
+    from bench.gate.compare import compare, load_side
+    from bench.machine.paths import PROJECT_ROOT
+
+    settings = _comparing(args)
+    suite, cases, device, _ = planned_cases(args, repeats_override=False)
+    rounds = args.repeats or max(case.repeats for case in cases)
+    runs = run_ab(
+        PROJECT_ROOT,
+        suite.path.resolve(),
+        suite.name,
+        args.base_ref,
+        rounds,
+        device,
+        args.overrides,
+        args.out,
+        console,
+    )
+    console.print(f"ab: base {runs['base']}, cand {runs['cand']}")
+    base, cand = load_side(str(runs["base"]), args.out), load_side(str(runs["cand"]), args.out)
+    return _report_comparison(compare(base, cand, **settings), args, console)
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from bench.results.export import export_pytest_benchmark
+    from bench.results.store import write_json
+
+    if not args.output.parent.is_dir():
+        raise UserError(f"{args.output}: no such directory {args.output.parent}")
+    document, left_out = export_pytest_benchmark(run_dir_of(args.run, args.results))
+    for case in left_out:
+        print(f"bench: warning: case {case}: not exported", file=sys.stderr)
+    write_json(args.output, document)
+    console.print(f"{len(document['benchmarks'])} benchmarks written: {args.output}")
+    console.print(f"compare with: pytest-benchmark compare {args.output}")
+    return 0
