@@ -11,16 +11,9 @@ import pytest
 import torch
 
 from bench.errors import NotApplicable, UserError
-from bench.spec.case import (
-    COMPILE_MODES,
-    IMPLS,
-    LOSSES,
-    OPTIMIZER_IMPLS,
-    OPTIMIZERS,
-    PRECISIONS,
-    Case,
-)
+from bench.spec.case import Case
 from bench.spec.catalog import num_params, parse_target, size_of
+from bench.spec.choices import COMPILE_MODES, IMPLS, LOSSES, OPTIMIZER_IMPLS, OPTIMIZERS, PRECISIONS
 from bench.train.losses import cross_entropy, focal, mse
 from bench.train.optimizers import _CLASSES, build_optimizers
 from bench.train.schedules import lr_factor

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from bench.errors import UserError
 from bench.spec import suite as suites
-from bench.spec.case import COMPILE_MODES, FINETUNE_STRATEGIES, OPTIMIZERS, PRECISIONS
 from bench.spec.catalog import WORKLOADS, num_params
+from bench.spec.choices import COMPILE_MODES, FINETUNE_STRATEGIES, OPTIMIZERS, PRECISIONS
 
 
 def add_commands(commands: Any) -> None:

@@ -24,7 +24,7 @@ Pure bookkeeping, torch-free: the worker runs the evaluations and times them.
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.spec.case import TARGET_DIRECTIONS
+from bench.spec.choices import TARGET_DIRECTIONS
 
 
 def met(metric: str, value: float, target: float) -> bool:

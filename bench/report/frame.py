@@ -18,7 +18,8 @@ import pandas as pd
 
 from bench.results.metrics import METRIC_PATHS, METRIC_PATHS_AND_RULES, TEXT_PATHS, metric_at
 from bench.results.store import PROBE_FLAG
-from bench.spec.case import COMPILE_ONLY_KEYS, RUN_LENGTH_KEYS, Case
+from bench.spec.case import Case
+from bench.spec.choices import COMPILE_ONLY_KEYS, RUN_LENGTH_KEYS
 
 RECORD_COLUMNS = ["run_id", "suite", "case_id", "repeat", "status", "reason"]
 METRIC_COLUMNS = list(METRIC_PATHS)

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.run.launcher import Job
-from bench.spec.case import CUDAGRAPH_MODES, Case
+from bench.spec.case import Case
 from bench.spec.catalog import workload_info
+from bench.spec.choices import CUDAGRAPH_MODES
 
 # Enough steps to reach the steady state's memory (optimizer state exists after the first step;
 # CUDA-graph modes record their graphs in the first two after compiling).

@@ -36,7 +36,8 @@ from bench.run import executors
 from bench.run.executors import SlurmOptions
 from bench.run.launcher import Job
 from bench.run.torchrun import Placement
-from bench.spec.case import RUN_LENGTH_KEYS, Case, varying_keys
+from bench.spec.case import Case, varying_keys
+from bench.spec.choices import RUN_LENGTH_KEYS
 from bench.spec.suite import Suite
 from bench.statistics import median, relative_spread
 

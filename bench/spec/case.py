@@ -11,125 +11,45 @@ Torch-free: validation runs before any process imports torch.
 """
 
 import dataclasses
-import difflib
 import hashlib
 import json
-import math
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from bench.errors import ConfigError
-from bench.spec.catalog import (
-    WORKLOADS,
-    GPTSize,
-    ViTSize,
-    WorkloadInfo,
-    size_of,
-    workload_info,
+from bench.spec.catalog import GPTSize, ViTSize, WorkloadInfo, size_of, workload_info
+from bench.spec.checks import check_hub_weights, unknown_key_help, validate
+from bench.spec.choices import (
+    COMPILE_ONLY_KEYS,
+    DEFAULT_EVAL_EVERY,
+    DEFAULT_LORA_RANK,
+    DEFAULT_LR,
+    DEFAULT_PRETRAIN_STEPS,
+    FINETUNE_ONLY_KEYS,
+    LANGUAGE_ONLY_KEYS,
+    LOADER_KEYS,
+    LORA_ONLY_KEYS,
+    RECSYS_ONLY_KEYS,
+    RUN_LENGTH_KEYS,
+    CompileCache,
+    CompileMode,
+    CompileScope,
+    Device,
+    FinetuneStrategy,
+    Impl,
+    Loss,
+    LRSchedule,
+    Optimizer,
+    Pooling,
+    Precision,
+    Strategy,
 )
-from bench.spec.hub_weights import TORCHVISION, WEIGHTS, sizes_with_weights
-from bench.spec.lora_layers import adapted_layers, narrowest
-from bench.spec.vision_shapes import AUGMENTS
-
-PRECISIONS = ("fp32", "tf32", "bf16", "amp-bf16", "amp-fp16")
-COMPILE_MODES = (
-    "eager",
-    "default",
-    "reduce-overhead",
-    "max-autotune",
-    "max-autotune-no-cudagraphs",
-)
-# Modes whose torch preset turns on CUDA graphs (torch._inductor.list_mode_options).
-CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
-OPTIMIZERS = (
-    "sgd",
-    "sgd-momentum",
-    "adam",
-    "adamw",
-    "adagrad",
-    "rmsprop",
-    "adafactor",
-    "muon",
-    "lbfgs",
-)
-# Implementations torch.optim offers per optimizer: `foreach` and `fused` where its constructor
-# takes that flag (a test checks this table against torch's signatures); the rest step one
-# parameter at a time.
-OPTIMIZER_IMPLS = {
-    "sgd": ("for-loop", "foreach", "fused"),
-    "sgd-momentum": ("for-loop", "foreach", "fused"),
-    "adam": ("for-loop", "foreach", "fused"),
-    "adamw": ("for-loop", "foreach", "fused"),
-    "adagrad": ("for-loop", "foreach", "fused"),
-    "rmsprop": ("for-loop", "foreach"),
-    "adafactor": ("for-loop", "foreach"),
-    "muon": ("for-loop",),
-    "lbfgs": ("for-loop",),
-}
-IMPLS = ("for-loop", "foreach", "fused")
-LOSSES = ("cross-entropy", "mse", "focal")
-POOLINGS = ("sum", "mean")
-LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
-COMPILE_SCOPES = ("model", "step")
-COMPILE_CACHES = ("warm", "cold")
-DEVICES = ("cpu", "cuda")
-STRATEGIES = ("ddp", "fsdp")
-# Optimizers whose step FSDP2 cannot drive: LBFGS re-evaluates the model through a closure and
-# flattens every parameter into one vector, which a sharded DTensor parameter does not allow.
-FSDP_UNSUPPORTED_OPTIMIZERS = ("lbfgs",)
-# Learning rates used when a suite names none: torch's own default for Adam/AdamW; 0.01 for SGD,
-# the value the tutorial trains its MLP with.
-# Others: torch's defaults (Adagrad, RMSprop 0.01; Adafactor 0.01; Muon 0.02 as in torch.optim;
-# LBFGS 1, its natural step of a quasi-Newton direction).
-DEFAULT_LR = {
-    "sgd": 0.01,
-    "sgd-momentum": 0.01,
-    "adam": 1e-3,
-    "adamw": 1e-3,
-    "adagrad": 0.01,
-    "rmsprop": 0.01,
-    "adafactor": 0.01,
-    "muon": 0.02,
-    "lbfgs": 1.0,
-}
+from bench.spec.skips import skip_reason
 
 # Measured settings whose value here changes nothing a case measures: left out of its id.
 ID_NEUTRAL: dict[str, Any] = {"nproc": 1, "nnodes": 1}
 _UNSET = object()
-
-RUN_LENGTH_KEYS = (
-    "warmup_steps",
-    "min_steps",
-    "max_steps",
-    "min_time_s",
-    "max_time_s",
-    "ci_target",
-    "repeats",
-    "timeout_s",
-    "max_batch_limit",
-    "telemetry_interval_s",
-)
-# Keys that only some workloads read; on the others they are normalised to None so that they
-# neither change the case id nor pretend to have an effect.
-LANGUAGE_ONLY_KEYS = ("seq_len", "eval_batches", "tie_embeddings", "activation_checkpointing")
-COMPILE_ONLY_KEYS = ("compile_scope", "fullgraph", "dynamic", "compile_cache")
-FINETUNE_STRATEGIES = ("full", "frozen", "lora")
-FINETUNE_ONLY_KEYS = ("finetune_task", "pretrain_steps", "checkpoint")
-LORA_ONLY_KEYS = ("lora_rank", "lora_alpha")
-RECSYS_ONLY_KEYS = ("pooling",)
-DEFAULT_PRETRAIN_STEPS = 300
-# The ``corpus`` fine-tuning task's source: gpt pretrains on the stdlib's source code
-# (bench/train/finetune.py), so its target must be another corpus.
-CORPUS_SOURCE = "stdlib"
-DEFAULT_LORA_RANK = 8
-DEFAULT_EVAL_EVERY = 50
-# Held-out metrics a target may name, and which way is better: a loss-like metric is reached at
-# or below its value, accuracy at or above it.
-TARGET_DIRECTIONS = {"accuracy": "max", "auc": "max", "loss": "min", "perplexity": "min"}
-# Keys of the image data pipeline (bench/workloads/pipeline.py): they apply to the workloads that
-# read images through it, and not to synthetic data, which is made on the device.
-LOADER_KEYS = ("augment", "num_workers", "pin_memory")
 
 
 @dataclass(frozen=True)
@@ -151,7 +71,7 @@ class Case:
     """Share the token embedding with the output head (``gpt`` only; default True)."""
     activation_checkpointing: bool | None = None
     """Recompute each transformer block's activations in backward (``gpt`` only; default off)."""
-    pooling: Literal["sum", "mean"] | None = None
+    pooling: Pooling | None = None
     """How ``nn.EmbeddingBag`` pools a bag's rows (``recsys`` only; default ``sum``)."""
     data: str = "auto"
     """Data source; allowed values depend on the workload (``bench list``)."""
@@ -171,38 +91,38 @@ class Case:
     pin_memory: bool | None = None
     """DataLoader batches in page-locked memory and copied to the GPU asynchronously (``cnn``,
     ``vit`` on CUDA; default off). A CPU case has no copy to speed up: None there."""
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     """fp32; tf32 (CUDA matmul and cuDNN in TF32); bf16 (parameters and activations in bf16);
     amp-bf16 (autocast to bf16); amp-fp16 (autocast to fp16 with a GradScaler)."""
-    compile: str = "eager"
+    compile: CompileMode = "eager"
     """``eager`` or a ``torch.compile`` mode string, exactly as torch spells it."""
-    compile_scope: Literal["model", "step"] | None = None
+    compile_scope: CompileScope | None = None
     """What is compiled: the model with its loss, or the whole training step with the optimizer
     (compiled modes only; default ``model``)."""
     fullgraph: bool | None = None
     """``torch.compile(fullgraph=...)``: a graph break is an error (compiled modes; default off)."""
     dynamic: bool | None = None
     """``torch.compile(dynamic=...)``; None leaves torch to decide (compiled modes)."""
-    compile_cache: Literal["warm", "cold"] | None = None
+    compile_cache: CompileCache | None = None
     """``cold`` compiles into a fresh inductor cache directory, so that ``compile_time_s`` is the
     real first-time cost; ``warm`` uses the machine's cache (compiled modes; default warm)."""
-    optimizer: str = "adamw"
+    optimizer: Optimizer = "adamw"
     """Optimizer (torch.optim): sgd, sgd-momentum, adam, adamw, adagrad, rmsprop, adafactor, muon
     (2-D hidden weights; AdamW for the rest), lbfgs (quasi-Newton, driven with a closure)."""
     lr: float | None = None
     """Learning rate; None means the optimizer's default in DEFAULT_LR."""
-    impl: Literal["for-loop", "foreach", "fused"] | None = None
+    impl: Impl | None = None
     """The optimizer's implementation; None lets torch choose. One torch does not offer for the
     optimizer is a ``skipped`` record."""
     nesterov: bool | None = None
     """Nesterov momentum (``sgd-momentum`` only; default off). Momentum is 0.9."""
-    lr_schedule: Literal["constant", "cosine", "warmup-cosine"] = "constant"
+    lr_schedule: LRSchedule = "constant"
     """Learning rate per step: constant, cosine decay to 0, or linear warm-up then cosine."""
     lr_warmup_steps: int | None = None
     """Steps of linear warm-up (``warmup-cosine`` only; default 10)."""
     lr_schedule_steps: int | None = None
     """Length of the cosine; default: every step the case can run (1 + warmup + max_steps)."""
-    loss: Literal["cross-entropy", "mse", "focal"] | None = "cross-entropy"
+    loss: Loss | None = "cross-entropy"
     """Classification loss: cross-entropy, mse on one-hot targets, or focal (``gamma``,
     ``alpha``). None for workloads with their own objective (``recsys``: binary cross-entropy of
     clicks; ``diffusion``: noise-prediction MSE)."""
@@ -216,7 +136,7 @@ class Case:
     """CPU threads for torch (``torch.set_num_threads``); None means the machine's cores."""
     eval_batches: int | None = None
     """Held-out batches evaluated at the end (``gpt`` only; ``mlp`` evaluates its whole split)."""
-    finetune: Literal["full", "frozen", "lora"] | None = None
+    finetune: FinetuneStrategy | None = None
     """Fine-tune a pretrained backbone on another task (bench/train/finetune.py): ``full`` trains
     every weight, ``frozen`` only the head (a linear probe), ``lora`` low-rank adapters on the
     linear layers and attention projections. None: plain training from scratch."""
@@ -255,11 +175,11 @@ class Case:
     nnodes: int = 1
     """Nodes the case spans (torchrun's ``--nnodes``); where they meet is set with ``bench run
     --rdzv-endpoint`` (not part of the case: it says where to run, not what is measured)."""
-    strategy: Literal["ddp", "fsdp"] | None = None
+    strategy: Strategy | None = None
     """Data parallelism across ranks: ``ddp`` (DistributedDataParallel) or ``fsdp`` (FSDP2
     ``fully_shard``, parameters, gradients and optimizer state sharded). None (and only None)
     with one rank; default ``ddp`` with more."""
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Device = "cpu"
     """Device the case runs on; set by ``bench run --device``, not by suites."""
 
     # Run length: how long to measure (not part of the case id).
@@ -289,162 +209,7 @@ class Case:
     a sampler waking more often would take CPU from the training loop it watches."""
 
     def __post_init__(self) -> None:
-        info = workload_info(self.workload)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("compile", self.compile, COMPILE_MODES)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("device", self.device, DEVICES)
-        _choice("data", self.data, info.data, f"allowed for {self.workload}")
-        if self.model_size is not None:
-            size_of(self.workload, self.model_size)
-        if self.loss is not None:
-            _choice("loss", self.loss, LOSSES)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        for key, allowed in (
-            ("impl", IMPLS),
-            ("compile_scope", COMPILE_SCOPES),
-            ("pooling", POOLINGS),
-            ("compile_cache", COMPILE_CACHES),
-        ):
-            if getattr(self, key) is not None:
-                _choice(key, getattr(self, key), allowed)
-        for key in ("nproc", "nnodes"):
-            _number(key, getattr(self, key), integer=True, bound="positive")
-        if self.strategy is not None:
-            _choice("strategy", self.strategy, STRATEGIES)
-        if self.batch_size != "max":
-            _number("batch_size", self.batch_size, integer=True, bound="positive", optional=True)
-        if self.augment is not None:
-            _choice("augment", self.augment, AUGMENTS)
-        _number("num_workers", self.num_workers, True, "non-negative", optional=True)
-        _bool("pin_memory", self.pin_memory, optional=True)
-        for key in ("seq_len", "threads", "eval_batches", "lr_schedule_steps", "image_size"):
-            _number(key, getattr(self, key), integer=True, bound="positive", optional=True)
-        _number("lr_warmup_steps", self.lr_warmup_steps, True, "non-negative", optional=True)
-        _number("max_batch_limit", self.max_batch_limit, integer=True, bound="positive")
-        _number("telemetry_interval_s", self.telemetry_interval_s, integer=False, bound="positive")
-        if self.telemetry_interval_s < 0.01:
-            raise ConfigError("telemetry_interval_s", self.telemetry_interval_s, "must be >= 0.01")
-        _number("gamma", self.gamma, integer=False, bound="non-negative", optional=True)
-        _number("alpha", self.alpha, integer=False, bound="positive", optional=True)
-        if self.alpha is not None and self.alpha > 1:
-            raise ConfigError("alpha", self.alpha, "a weight: 0 < alpha <= 1")
-        for key in ("activation_checkpointing", "fullgraph", "dynamic", "nesterov"):
-            _bool(key, getattr(self, key), optional=True)
-        for key in ("min_steps", "max_steps", "repeats"):
-            _number(key, getattr(self, key), integer=True, bound="positive")
-        _number("warmup_steps", self.warmup_steps, integer=True, bound="non-negative")
-        _number("seed", self.seed, integer=True)
-        _bool("tie_embeddings", self.tie_embeddings, optional=True)
-        _str("data_path", self.data_path, optional=True)
-        _number("lr", self.lr, integer=False, bound="positive", optional=True)
-        for key in ("max_time_s", "timeout_s", "ci_target"):
-            _number(key, getattr(self, key), integer=False, bound="positive")
-        _number("min_time_s", self.min_time_s, integer=False, bound="non-negative")
-        if self.ci_target >= 1:
-            raise ConfigError("ci_target", self.ci_target, "a fraction: 0 < ci_target < 1")
-        if self.max_steps < self.min_steps:
-            raise ConfigError(
-                "max_steps", self.max_steps, f"must be >= min_steps ({self.min_steps})"
-            )
-        if self.max_time_s < self.min_time_s:
-            raise ConfigError(
-                "max_time_s", self.max_time_s, f"must be >= min_time_s ({self.min_time_s})"
-            )
-        if self.compile in CUDAGRAPH_MODES and self.warmup_steps < 2:
-            raise ConfigError(
-                "warmup_steps",
-                self.warmup_steps,
-                f"{self.compile!r} records its CUDA graphs in the first steps after compiling; "
-                "at least 2 keep that out of the measured window",
-            )
-        if self.data == "text" and self.data_path is None:
-            raise ConfigError("data", self.data, "needs data_path (the text file to train on)")
-        if self.world_size > 1 and self.batch_size == "max":
-            raise ConfigError(
-                "batch_size",
-                self.batch_size,
-                f"'max' probes one process; with nproc x nnodes = {self.world_size} ranks give "
-                "a number (per rank)",
-            )
-        self._check_finetune(info)
-        self._check_target(info)
-
-    def _check_finetune(self, info: WorkloadInfo) -> None:
-        if self.finetune is not None:
-            _choice("finetune", self.finetune, FINETUNE_STRATEGIES)
-            if not info.finetune_tasks:
-                offered = ", ".join(w.name for w in WORKLOADS.values() if w.finetune_tasks)
-                raise ConfigError(
-                    "finetune",
-                    self.finetune,
-                    f"{self.workload} has no fine-tuning task; {offered} do",
-                )
-            if self.data == "synthetic":
-                raise ConfigError(
-                    "data", self.data, "fine-tuning needs real data: noise has no task to transfer"
-                )
-            task = self.finetune_task or info.finetune_tasks[0]
-            if task == "corpus" and self.data == CORPUS_SOURCE:
-                others = [d for d in info.data if d not in ("auto", CORPUS_SOURCE, "synthetic")]
-                raise ConfigError(
-                    "data",
-                    self.data,
-                    f"the corpus task pretrains on {CORPUS_SOURCE}; tune on another: "
-                    f"{', '.join(others)} (auto = docs)",
-                )
-        if self.finetune_task is not None and info.finetune_tasks:
-            _choice(
-                "finetune_task",
-                self.finetune_task,
-                info.finetune_tasks,
-                f"allowed for {self.workload}",
-            )
-        for key in ("pretrain_steps", "lora_rank"):
-            _number(key, getattr(self, key), integer=True, bound="positive", optional=True)
-        if self.finetune == "lora" and self.lora_rank is not None and self.model_size is not None:
-            layer = narrowest(adapted_layers(self.workload, self.model_size))
-            if layer is not None and self.lora_rank >= min(layer[1], layer[2]):
-                name, n_in, n_out = layer
-                raise ConfigError(
-                    "lora_rank",
-                    self.lora_rank,
-                    f"must be below {min(n_in, n_out)}, the narrowest layer LoRA adapts in "
-                    f"{self.workload} {self.model_size} ({name}, {n_in} -> {n_out}): a rank >= "
-                    "min(in, out) is not low-rank",
-                )
-        _number("lora_alpha", self.lora_alpha, integer=False, bound="positive", optional=True)
-        _str("checkpoint", self.checkpoint, optional=True)
-
-    def _check_target(self, info: WorkloadInfo) -> None:
-        _number("eval_every", self.eval_every, integer=True, bound="positive", optional=True)
-        _number("target_value", self.target_value, integer=False, optional=True)
-        if self.target_metric is None:
-            if self.target_value is not None:
-                raise ConfigError("target_value", self.target_value, "needs target_metric")
-            return
-        _choice(
-            "target_metric", self.target_metric, info.eval_metrics, f"{self.workload} evaluates"
-        )
-        if self.target_value is None:
-            raise ConfigError("target_metric", self.target_metric, "needs target_value")
-        if self.target_metric == "accuracy" and not 0 < self.target_value <= 1:
-            raise ConfigError("target_value", self.target_value, "an accuracy: 0 < value <= 1")
-        if self.target_metric == "auc" and not 0 < self.target_value <= 1:
-            raise ConfigError("target_value", self.target_value, "an AUC: 0 < value <= 1")
-        if self.target_metric == "perplexity" and self.target_value < 1:
-            raise ConfigError("target_value", self.target_value, "a perplexity: value >= 1")
-        if self.target_metric == "loss" and self.target_value < 0:
-            raise ConfigError("target_value", self.target_value, "a loss: value >= 0")
-        if self.eval_every is not None and self.eval_every > self.max_steps:
-            # The window's end is evaluated too (bench/measure/target.py), but a target judged
-            # only at the end of its budget has no steps to target to measure.
-            raise ConfigError(
-                "eval_every",
-                self.eval_every,
-                f"must be <= max_steps ({self.max_steps}) in a target case, or no periodic "
-                "evaluation falls inside the step budget",
-            )
+        validate(self)
 
     @property
     def world_size(self) -> int:
@@ -518,55 +283,16 @@ class Case:
             resolved["eval_every"] = case.eval_every or min(DEFAULT_EVAL_EVERY, case.max_steps)
         case = dataclasses.replace(case, **resolved)
         case = dataclasses.replace(case, **{key: None for key in case.not_applicable()})
-        case._check_hub_weights()
+        check_hub_weights(case)
         return case
-
-    def _check_hub_weights(self) -> None:
-        """``checkpoint = "torchvision"`` names weights torchvision publishes, at the input size
-        they take (on the resolved case: its size and image side)."""
-        if self.checkpoint != TORCHVISION:
-            return
-        assert self.model_size is not None, "unresolved case"
-        weights = WEIGHTS.get((self.workload, self.model_size))
-        if weights is None:
-            raise ConfigError(
-                "checkpoint",
-                self.checkpoint,
-                f"torchvision publishes no weights for {self.workload} {self.model_size}; it "
-                f"does for {sizes_with_weights()} (a file named torchvision: ./torchvision)",
-            )
-        if weights.image_size is not None and self.image_size != weights.image_size:
-            raise ConfigError(
-                "image_size",
-                self.image_size,
-                f"{weights.enum} takes {weights.image_size}x{weights.image_size} images only "
-                f"(its position embeddings hold one per patch): image_size = "
-                f"{weights.image_size} with checkpoint = 'torchvision'",
-            )
 
     def not_applicable(self) -> list[str]:
         """Keys that mean nothing for this case: normalised to None, so that they neither change
         the case id nor pretend to have an effect."""
         info = workload_info(self.workload)
-        rules = {
-            LANGUAGE_ONLY_KEYS: not info.language,
-            ("image_size",): not info.image_pipeline,
-            LOADER_KEYS: not info.image_pipeline or self.data == "synthetic",
-            ("pin_memory",): self.device != "cuda",
-            RECSYS_ONLY_KEYS: self.workload != "recsys",
-            # A workload with its own objective ignores the classification loss and its knobs.
-            ("loss",): not info.classifier,
-            COMPILE_ONLY_KEYS: self.compile == "eager",
-            ("nesterov",): self.optimizer != "sgd-momentum",
-            ("lr_warmup_steps",): self.lr_schedule != "warmup-cosine",
-            ("lr_schedule_steps",): self.lr_schedule == "constant",
-            ("gamma", "alpha"): self.loss != "focal" or not info.classifier,
-            FINETUNE_ONLY_KEYS: self.finetune is None,
-            LORA_ONLY_KEYS: self.finetune != "lora",
-            ("pretrain_steps",): self.checkpoint is not None,
-            ("strategy",): self.world_size == 1,
-        }
-        return [key for keys, applies_not in rules.items() if applies_not for key in keys]
+        return [
+            key for keys, applies_not in _APPLIES_NOT if applies_not(self, info) for key in keys
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -592,76 +318,8 @@ class Case:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def skip_reason(self) -> str | None:
-        """Why this case cannot run, known before any process starts (a combination that does
-        not apply, never silently run as another)."""
-        if self.device == "cpu" and self.compile in CUDAGRAPH_MODES:
-            return (
-                f"compile mode {self.compile!r} uses CUDA graphs, which need a CUDA device "
-                "(on CPU: 'max-autotune-no-cudagraphs')"
-            )
-        if self.device == "cpu" and self.precision == "tf32":
-            return "tf32 is a CUDA tensor-core format (matmul and cuDNN); a CPU has no TF32 mode"
-        if self.impl is not None and self.impl not in OPTIMIZER_IMPLS[self.optimizer]:
-            offered = ", ".join(OPTIMIZER_IMPLS[self.optimizer])
-            return f"torch.optim offers {self.optimizer} as {offered}, not {self.impl!r}"
-        if self.compile_scope == "step" and self.optimizer == "lbfgs":
-            return (
-                "lbfgs re-evaluates the model inside step() through its closure; compile it with "
-                "compile_scope = 'model'"
-            )
-        if self.optimizer == "lbfgs" and self.precision == "amp-fp16":
-            return "amp-fp16's GradScaler cannot drive lbfgs, which steps through a closure"
-        if self.strategy == "fsdp" and self.optimizer in FSDP_UNSUPPORTED_OPTIMIZERS:
-            return (
-                f"fsdp shards parameters, and {self.optimizer} steps through a closure over one "
-                "flat vector of every parameter; use strategy = 'ddp'"
-            )
-        if self.world_size > 1 and self.finetune is not None:
-            return (
-                "fine-tuning runs in one process: its pretraining phase and weight cache are "
-                "per process (give nproc = 1)"
-            )
-        if self.strategy == "fsdp" and self.precision == "amp-fp16":
-            return (
-                "amp-fp16's GradScaler would check for inf/NaN in one rank's shard of the "
-                "gradients only (ranks could skip different steps); use amp-bf16 with fsdp"
-            )
-        if self.world_size > 1 and self.compile_scope == "step":
-            return (
-                f"bench compiles the model under {self.strategy} (compile_scope = 'model'); "
-                "a compiled whole step around distributed gradients is not supported"
-            )
-        if self.compile_scope == "step" and self.fullgraph:
-            return (
-                "compile_scope = 'step' breaks the graph at loss.backward(); fullgraph = true "
-                "cannot hold the whole step in one graph"
-            )
-        return None
-
-
-def _choice(key: str, value: object, allowed: tuple[str, ...], label: str = "allowed") -> None:
-    if value not in allowed:
-        raise ConfigError(key, value, f"{label}: {', '.join(allowed)}")
-
-
-def _number(
-    key: str,
-    value: object,
-    integer: bool,
-    bound: Literal["positive", "non-negative"] | None = None,
-    optional: bool = False,
-) -> None:
-    if value is None and optional:
-        return
-    kind = "an integer" if integer else "a number"
-    if not isinstance(value, int if integer else int | float) or isinstance(value, bool):
-        raise ConfigError(key, value, f"must be {kind}")
-    if not math.isfinite(value):
-        raise ConfigError(key, value, "must be a finite number")
-    if bound == "positive" and value <= 0:  # type: ignore[operator]
-        raise ConfigError(key, value, f"must be a positive {kind.split()[1]}")
-    if bound == "non-negative" and value < 0:  # type: ignore[operator]
-        raise ConfigError(key, value, f"must be {kind} >= 0")
+        """Why this case cannot run, known before any process starts (bench/spec/skips.py)."""
+        return skip_reason(self)
 
 
 def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
@@ -673,26 +331,30 @@ def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({repr(c[k]) for c in configs if c.get(k) is not None}) > 1]
 
 
-def unknown_key_help(key: str, known: Iterable[str]) -> str:
-    """What to say about an unknown key: the closest known one, then all that are allowed."""
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown key; {hint}allowed: {', '.join(sorted(known))}"
-
-
 def _default(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _bool(key: str, value: object, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, bool):
-        raise ConfigError(key, value, "must be true or false")
-
-
-def _str(key: str, value: object, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, value, "must be a non-empty string")
+# The keys that apply to some cases only, and when they do not (Case.not_applicable); the one
+# source of which keys a case may normalise to None (bench/spec/suite.py warns about a key set
+# where it applies to no case).
+_APPLIES_NOT: tuple[tuple[tuple[str, ...], Callable[[Case, WorkloadInfo], bool]], ...] = (
+    (LANGUAGE_ONLY_KEYS, lambda case, info: not info.language),
+    (("image_size",), lambda case, info: not info.image_pipeline),
+    (LOADER_KEYS, lambda case, info: not info.image_pipeline or case.data == "synthetic"),
+    (("pin_memory",), lambda case, info: case.device != "cuda"),
+    (RECSYS_ONLY_KEYS, lambda case, info: case.workload != "recsys"),
+    # A workload with its own objective ignores the classification loss and its knobs.
+    (("loss",), lambda case, info: not info.classifier),
+    (COMPILE_ONLY_KEYS, lambda case, info: case.compile == "eager"),
+    (("nesterov",), lambda case, info: case.optimizer != "sgd-momentum"),
+    (("lr_warmup_steps",), lambda case, info: case.lr_schedule != "warmup-cosine"),
+    (("lr_schedule_steps",), lambda case, info: case.lr_schedule == "constant"),
+    (("gamma", "alpha"), lambda case, info: case.loss != "focal" or not info.classifier),
+    (FINETUNE_ONLY_KEYS, lambda case, info: case.finetune is None),
+    (LORA_ONLY_KEYS, lambda case, info: case.finetune != "lora"),
+    (("pretrain_steps",), lambda case, info: case.checkpoint is not None),
+    (("strategy",), lambda case, info: case.world_size == 1),
+)
+CONDITIONAL_KEYS = frozenset(key for keys, _ in _APPLIES_NOT for key in keys)
+"""Every key that :meth:`Case.not_applicable` may normalise to None."""

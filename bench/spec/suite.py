@@ -17,17 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError, UserError
-from bench.spec.case import (
-    COMPILE_ONLY_KEYS,
-    DEVICES,
-    FINETUNE_ONLY_KEYS,
-    LANGUAGE_ONLY_KEYS,
-    LOADER_KEYS,
-    LORA_ONLY_KEYS,
-    RECSYS_ONLY_KEYS,
-    Case,
-    unknown_key_help,
-)
+from bench.spec.case import CONDITIONAL_KEYS, Case
+from bench.spec.checks import unknown_key_help
+from bench.spec.choices import DEVICES
 from bench.spec.hub_weights import TORCHVISION, missing_reason
 
 CASE_KEYS = tuple(f.name for f in fields(Case) if f.name != "device")
@@ -39,22 +31,6 @@ _DEVICE_TABLES = ("matrix", "include", "exclude")
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = b"\x80"
 PICKLE_VERSIONS = (b"\x02", b"\x03", b"\x04", b"\x05")
-# Keys that Case.not_applicable() may set to None.
-_NULLABLE = {
-    *LANGUAGE_ONLY_KEYS,
-    *COMPILE_ONLY_KEYS,
-    *FINETUNE_ONLY_KEYS,
-    *LORA_ONLY_KEYS,
-    *LOADER_KEYS,
-    "image_size",
-    *RECSYS_ONLY_KEYS,
-    "loss",
-    "nesterov",
-    "lr_warmup_steps",
-    "lr_schedule_steps",
-    "gamma",
-    "alpha",
-}
 
 
 @dataclass(frozen=True)
@@ -210,7 +186,7 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
                 "the first one's are kept",
                 stacklevel=2,
             )
-    _warn_no_effect(suite, list(cases.values()), {*base, *pinned, *matrix} & _NULLABLE)
+    _warn_no_effect(suite, list(cases.values()), {*base, *pinned, *matrix} & CONDITIONAL_KEYS)
     return list(cases.values())
 
 

@@ -44,8 +44,9 @@ from torch import nn
 from bench.errors import CaseError, NotApplicable
 from bench.measure.cpu_peak import cache_dir
 from bench.measure.timing import time_call
-from bench.spec.case import CORPUS_SOURCE, Case
+from bench.spec.case import Case
 from bench.spec.catalog import workload_info
+from bench.spec.choices import CORPUS_SOURCE
 from bench.spec.hub_weights import TORCHVISION, WEIGHTS
 from bench.train.lora import add_adapters
 from bench.workloads import data

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from bench.errors import NotApplicable
-from bench.spec.case import DEFAULT_LR, Case
+from bench.spec.case import Case
+from bench.spec.choices import DEFAULT_LR
 
 _CLASSES = {
     "sgd": torch.optim.SGD,

@@ -25,7 +25,8 @@ from bench.measure.mfu import flops_metrics
 from bench.measure.target import QualityTracker
 from bench.measure.timing import epoch, step_timer, time_call, to_host, wall
 from bench.measure.window import PeriodicEval, WindowPolicy, block_steps, run_window
-from bench.spec.case import CUDAGRAPH_MODES, Case
+from bench.spec.case import Case
+from bench.spec.choices import CUDAGRAPH_MODES
 from bench.statistics import median, summarize
 from bench.telemetry.window import WindowTelemetry
 from bench.train import compiling, finetune
