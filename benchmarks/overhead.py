@@ -55,7 +55,7 @@ def window_overhead(case: Case, rounds: int = 30, steps: int = 200) -> list[floa
 
     from bench.measure.timing import HostTimer
     from bench.measure.window import WindowPolicy, run_window
-    from bench.worker.entry import prepare
+    from bench.worker.prepare import prepare
 
     torch.set_num_threads(os.cpu_count() or 1)
     device = torch.device("cpu")

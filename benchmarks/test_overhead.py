@@ -1,7 +1,7 @@
 """``make benchmark``: bench's own overhead under pytest-benchmark.
 
 - The tutorial MLP's training step, timed by pytest-benchmark in this process: the plain
-  hand-written step (benchmarks/plain_loop.py) and bench's own (``bench.worker.entry.prepare``),
+  hand-written step (benchmarks/plain_loop.py) and bench's own (``bench.worker.prepare.prepare``),
   in one group, so pytest-benchmark's table shows their ratio.
 - The experiment of benchmarks/overhead.py: both sides in fresh processes, interleaved, then the
   harness's window against a bare loop in one process. Its own design decides what is timed, so
@@ -17,7 +17,7 @@ import plain_loop
 import pytest
 import torch
 
-from bench.worker.entry import prepare
+from bench.worker.prepare import prepare
 
 STEP_GROUP = "tutorial MLP training step, in one process"
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from bench.workloads.workload import Workload
+from bench.workloads.interface import Workload
 
 
 def train_steps(work: Workload, steps: int, lr: float) -> list[float]:

@@ -16,7 +16,8 @@ from bench.measure.flops import count_step_flops
 from bench.spec.case import Case
 from bench.spec.catalog import GPT_SIZES, RECSYS_SIZES, UNET_SIZES, RecsysSize, num_params
 from bench.workloads import diffusion, recsys
-from bench.workloads.workload import Workload, build
+from bench.workloads.interface import Workload
+from bench.workloads.registry import build
 from tests.conftest import write_suite
 from tests.helpers import mean, train_steps
 
@@ -262,7 +263,7 @@ def test_diffusion_flops_are_three_forwards_less_the_input_gradients() -> None:
 
 
 def _loss_module(work: Workload) -> torch.nn.Module:
-    from bench.worker.entry import TrainModule
+    from bench.worker.prepare import TrainModule
 
     return TrainModule(work.model, work.loss_fn)
 

@@ -17,7 +17,7 @@ from bench.spec.choices import COMPILE_MODES, IMPLS, LOSSES, OPTIMIZER_IMPLS, OP
 from bench.train.losses import cross_entropy, focal, mse
 from bench.train.optimizers import _CLASSES, build_optimizers
 from bench.train.schedules import lr_factor
-from bench.worker.entry import prepare
+from bench.worker.prepare import prepare
 
 CPU = torch.device("cpu")
 TINY = {"workload": "mlp", "model_size": "tiny", "batch_size": 16, "data": "digits", "threads": 1}

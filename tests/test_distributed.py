@@ -20,9 +20,9 @@ import torch
 from conftest import write_suite
 
 from bench.errors import ConfigError
-from bench.run import rank_merge
 from bench.spec import suite as suites
 from bench.spec.case import Case
+from bench.worker import rank_merge
 from bench.workloads import mlp
 
 TINY_DIST = """

@@ -17,9 +17,9 @@ from bench.spec.case import Case
 from bench.spec.lora_layers import adapted_layers
 from bench.train import finetune
 from bench.train.lora import LoRALinear, add_adapters
-from bench.worker.entry import prepare
+from bench.worker.prepare import prepare
 from bench.workloads import data
-from bench.workloads.workload import build
+from bench.workloads.registry import build
 from tests.conftest import write_suite
 
 CPU = torch.device("cpu")

@@ -6,8 +6,8 @@ import torch
 from bench.measure.flops import count_step_flops, gpt_flops_per_token
 from bench.spec.case import Case
 from bench.train.losses import build_loss
-from bench.worker.entry import TrainModule
-from bench.workloads.workload import build
+from bench.worker.prepare import TrainModule
+from bench.workloads.registry import build
 
 CPU = torch.device("cpu")
 

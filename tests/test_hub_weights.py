@@ -17,7 +17,7 @@ from bench.spec.case import Case
 from bench.spec.hub_weights import WEIGHTS
 from bench.spec.vision_shapes import CNN_SIZES, VIT_SIZES
 from bench.train import finetune
-from bench.worker.entry import prepare
+from bench.worker.prepare import prepare
 from bench.workloads import vit
 from tests.conftest import write_suite
 

@@ -21,7 +21,7 @@ from bench.measure.window import WindowPolicy, run_window
 from bench.spec.case import Case
 from bench.spec.vision_shapes import AUGMENTS
 from bench.workloads import data, pipeline, preprocess
-from bench.workloads.workload import build
+from bench.workloads.registry import build
 
 CPU = torch.device("cpu")
 

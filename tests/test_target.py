@@ -13,7 +13,7 @@ import torch
 from bench.errors import ConfigError
 from bench.measure.target import QualityTracker, met
 from bench.spec.case import Case
-from bench.worker.entry import prepare
+from bench.worker.prepare import prepare
 from tests.conftest import write_suite
 
 

@@ -9,7 +9,7 @@ from bench.spec.case import Case
 from bench.spec.catalog import num_params, parse_target, size_of
 from bench.spec.vision_shapes import CNN_SIZES, VIT_SIZES, cnn_params, vit_params
 from bench.workloads import cnn, vit
-from bench.workloads.workload import build
+from bench.workloads.registry import build
 from tests.helpers import mean, train_steps
 
 CPU = torch.device("cpu")

@@ -14,7 +14,8 @@ from sklearn.datasets import load_digits
 from bench.spec.case import Case
 from bench.spec.catalog import GPT_SIZES, MLP_SIZES, num_params
 from bench.workloads import data, gpt, mlp
-from bench.workloads.workload import Workload, build
+from bench.workloads.interface import Workload
+from bench.workloads.registry import build
 from tests.helpers import mean, train_steps
 
 CPU = torch.device("cpu")

@@ -8,6 +8,7 @@ from rich.console import Console
 
 from bench.cli.arguments import run_dir_of
 from bench.errors import UserError
+from bench.machine.peaks import DTYPES
 
 
 def add_commands(commands: Any) -> None:
@@ -33,7 +34,7 @@ def add_commands(commands: Any) -> None:
     estimate.add_argument("--micro-batch", help="sequences per GPU step, for activations (1)")
     estimate.add_argument("--mfu", help="model FLOPs utilisation, 0-1 (default: measured here)")
     estimate.add_argument("--gpu", help="GPU name for the peak FLOP/s (default: measured device)")
-    estimate.add_argument("--dtype", choices=("bf16", "fp16", "tf32", "fp32"), default="bf16")
+    estimate.add_argument("--dtype", choices=DTYPES, default="bf16")
     estimate.add_argument("--gpus", help="number of GPUs (default 1)")
     estimate.add_argument("--watts", help="power per GPU, W (default: energy measured here)")
     estimate.add_argument("--pue", help="power usage effectiveness, >= 1 (default 1)")

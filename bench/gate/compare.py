@@ -23,6 +23,7 @@ from bench.gate.verdict import (
     MetricResult,
     compare_groups,
 )
+from bench.results.metrics import metric_value
 from bench.results.store import ENV, PROBE_FLAG, RECORDS, read_json, read_records, status_summary
 from bench.spec.case import varying_keys
 
@@ -32,14 +33,6 @@ CASE_VERDICTS = ("broken", "regressed", "inconclusive", "improved", "unchanged",
 FAILING = ("broken", "regressed")  # the verdicts that fail a CI gate (exit code 1)
 
 Values = list[float] | None  # one record's values of a metric; None: not measured
-
-
-def metric_value(record: dict[str, Any], *path: str) -> Any:
-    """``record["metrics"][path...]``, None where any step of the path is absent."""
-    value: Any = record.get("metrics")
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
 
 
 def _per_repeat(*path: str) -> Callable[[dict[str, Any]], Values]:

@@ -4,7 +4,6 @@ All three draw the same rows, so the terminal, the job summary and the JSON neve
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bench import atomic
 from bench.gate.compare import CaseResult, Comparison
 from bench.gate.verdict import ALPHA, NOT_APPLICABLE, RERUN, MetricResult
 
@@ -165,12 +165,6 @@ def _escape(text: str) -> str:
 def write_outputs(comparison: Comparison, markdown: Path | None, json_path: Path | None) -> None:
     """Write the requested files whole (temporary file, then rename)."""
     if markdown is not None:
-        _write_text(markdown, render_markdown(comparison))
+        atomic.write_text(markdown, render_markdown(comparison))
     if json_path is not None:
-        _write_text(json_path, json.dumps(comparison.to_dict(), indent=2) + "\n")
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        atomic.write_text(json_path, json.dumps(comparison.to_dict(), indent=2) + "\n")

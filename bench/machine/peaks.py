@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 
 TFLOPS = 1e12
+# The compute dtypes the table gives a peak for (bench estimate --dtype).
+DTYPES = ("bf16", "fp16", "tf32", "fp32")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bench import atomic
 from bench.machine.env import cpu_model
 from bench.machine.peaks import Peak
 from bench.measure.timing import time_call
@@ -92,6 +93,4 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _write(path: Path, cache: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-    os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
+    atomic.write_json(path, cache, indent=1, sort_keys=True)

@@ -15,7 +15,7 @@ from bench.machine.peaks import Peak, compute_dtype, gpu_peak
 from bench.measure.cpu_peak import cpu_peak
 from bench.measure.flops import gpt_flops_per_token
 from bench.spec.case import Case
-from bench.train.precision import POLICIES
+from bench.spec.choices import PRECISION_DTYPES
 
 
 def flops_metrics(
@@ -58,13 +58,9 @@ def flops_metrics(
 
 def device_peak(case: Case, device: torch.device) -> tuple[Peak | None, str | None]:
     """The peak for this case's device and compute dtype (the policy is applied by now)."""
-    policy = POLICIES[case.precision].describe()
-    dtype = compute_dtype(
-        str(policy["param_dtype"]),
-        policy["autocast_dtype"],  # type: ignore[arg-type]
-        str(policy["matmul_precision"]),
-        device.type,
-    )
+    dtypes = PRECISION_DTYPES[case.precision]
+    matmul_precision = torch.get_float32_matmul_precision()
+    dtype = compute_dtype(dtypes.param, dtypes.autocast, matmul_precision, device.type)
     if device.type == "cuda":
         return gpu_peak(torch.cuda.get_device_name(device), dtype)
     return cpu_peak(dtype, torch.get_num_threads()), None

@@ -35,16 +35,13 @@ from typing import Any
 from bench.errors import UserError
 from bench.machine.peaks import Peak, known_gpus, peak_by_name
 from bench.results.store import PROBE_FLAG, find_latest_runs, read_records
+from bench.spec.choices import PRECISION_DTYPES, param_bytes
 
 TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022 (Chinchilla): compute-optimal tokens per parameter
 SUFFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 REFERENCE_BYTES_PER_PARAM = 16  # mixed-precision Adam: fp16 weights + grads, fp32 master/m/v
 ACTIVATION_BYTES_PER_TOKEN_WIDTH_LAYER = 34  # Korthikanti et al. 2022, eq. 1, without 5as/h
-# Bytes per parameter of the weights and of the gradients, per precision: autocast keeps fp32
-# parameters (and their gradients); bf16 stores both in bf16.
-PARAM_BYTES = {"fp32": 4, "tf32": 4, "amp-bf16": 4, "amp-fp16": 4, "bf16": 2}
 SECONDS_PER_HOUR = 3600.0
-DTYPES = ("bf16", "fp16", "tf32", "fp32")
 
 
 def parse_count(text: str, option: str) -> float:
@@ -278,9 +275,11 @@ def _memory(inputs: Inputs, measured: Measured) -> dict[str, Any]:
         }
     ]
     for (optimizer, precision), state in sorted(measured.state_bytes_per_param.items()):
-        weights = PARAM_BYTES.get(precision)
-        if weights is None:
+        if precision not in PRECISION_DTYPES:
             continue
+        # Weights and gradients in the parameter dtype: autocast keeps fp32 parameters, bf16
+        # stores both in bf16.
+        weights = param_bytes(precision)
         per_param = 2 * weights + state
         rows.append(
             {

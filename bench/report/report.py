@@ -1,14 +1,13 @@
 """Build the report: read runs, aggregate repeats, print tables, write ``report.md``,
 ``report.html`` and the figures (``figures/<suite>-<view>.png``) under the output directory."""
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
+from bench import atomic
 from bench.errors import UserError
 from bench.report.faq import FaqSection, faq_sections
 from bench.report.frame import aggregate, missing_figures, records_frame
@@ -105,18 +104,6 @@ def _print_faq(faq: list[FaqSection], console: Console) -> None:
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    """Write through a temporary file in the same directory, so readers never see half a file."""
+    """Write a report file whole (bench/atomic.py), creating its directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as tmp:
-        tmp.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp.name, 0o666 & ~umask)  # as open() would have made it, not mkstemp's 0600
-    try:
-        os.replace(tmp.name, path)
-    except OSError:
-        os.unlink(tmp.name)
-        raise
-    return path
+    return atomic.write_text(path, text)

@@ -16,8 +16,7 @@ from pytest_benchmark import __version__ as PYTEST_BENCHMARK_VERSION
 from pytest_benchmark.stats import Stats
 
 from bench.errors import UserError
-from bench.gate.compare import metric_value
-from bench.results.metrics import METRIC_PATHS
+from bench.results.metrics import METRIC_PATHS, metric_value
 from bench.results.store import (
     ENV,
     MANIFEST,

@@ -71,3 +71,8 @@ def metric_at(metrics: dict[str, Any] | None, path: tuple[str, ...]) -> Any:
     for key in path:
         value = value.get(key) if isinstance(value, dict) else None
     return value
+
+
+def metric_value(record: dict[str, Any], *path: str) -> Any:
+    """``record["metrics"][path...]``, None where any step of the path is absent."""
+    return metric_at(record.get("metrics"), path)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import atomic
 from bench.errors import UserError
 from bench.results.metrics import METRIC_PATHS
 
@@ -45,10 +46,8 @@ def new_run_dir(results: Path, suite_name: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write a whole JSON file atomically (temp file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write a whole JSON file of the run directory atomically, indented and key-sorted."""
+    atomic.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path) -> Any:

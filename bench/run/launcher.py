@@ -9,12 +9,10 @@ A worker that crashes, runs out of memory or passes its timeout becomes a result
 the last lines of its log; the sweep goes on. This module does not import torch.
 """
 
-import ctypes
 import json
 import multiprocessing
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,13 +20,13 @@ from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
+from bench.machine.process import die_with_parent
 from bench.run import torchrun
 from bench.spec.case import Case
 
 LOG_TAIL_LINES = 20
 # Phases of a worker that run training steps (or evaluate); the rest of its wall time is fixed cost.
 MEASURED_PHASES = ("first_step_s", "warmup_s", "window_s", "eval_s")
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PRELOAD = [
     "bench.worker.entry",
     "bench.worker.distributed",  # and with it torch.distributed's launcher (torchrun's agent)
@@ -192,8 +190,7 @@ def _isolated(target: Callable[..., None], *args: Any) -> None:
     _drop_fork_server_alive_fd()
     # Die with the fork server, which exits when the launcher does (even by SIGKILL), so that a
     # killed sweep leaves no case running on. Linux only: prctl(PR_SET_PDEATHSIG, SIGKILL).
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()
     target(*args)
 
 

@@ -5,6 +5,7 @@ A choice is declared once, as a ``Literal`` type (for the Case's fields and type
 tuple of allowed values that validation and ``bench list`` show is derived from it.
 """
 
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 Precision = Literal["fp32", "tf32", "bf16", "amp-bf16", "amp-fp16"]
@@ -103,3 +104,29 @@ TARGET_DIRECTIONS = {"accuracy": "max", "auc": "max", "loss": "min", "perplexity
 # Keys of the image data pipeline (bench/workloads/pipeline.py): they apply to the workloads that
 # read images through it, and not to synthetic data, which is made on the device.
 LOADER_KEYS = ("augment", "num_workers", "pin_memory")
+
+
+@dataclass(frozen=True)
+class PrecisionDtypes:
+    """What a precision trains in, as torch's dtype names (torch-free: the worker's policies
+    build torch dtypes from these, bench estimate counts bytes from them)."""
+
+    param: str
+    """Dtype of the parameters and of floating inputs."""
+    autocast: str | None
+    """Dtype of ``torch.autocast`` around forward and loss; None runs without autocast."""
+
+
+PRECISION_DTYPES: dict[str, PrecisionDtypes] = {
+    "fp32": PrecisionDtypes("float32", None),
+    "tf32": PrecisionDtypes("float32", None),
+    "bf16": PrecisionDtypes("bfloat16", None),
+    "amp-bf16": PrecisionDtypes("float32", "bfloat16"),
+    "amp-fp16": PrecisionDtypes("float32", "float16"),
+}
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def param_bytes(precision: str) -> int:
+    """Bytes of one parameter (and of its gradient) under ``precision``."""
+    return DTYPE_BYTES[PRECISION_DTYPES[precision].param]

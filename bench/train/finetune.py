@@ -29,9 +29,7 @@ attention projection but the head, the head training too only where it is new.
 
 import dataclasses
 import hashlib
-import importlib
 import json
-import os
 import pickle
 import re
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench import atomic
 from bench.errors import CaseError, NotApplicable
 from bench.measure.cpu_peak import cache_dir
 from bench.measure.timing import time_call
@@ -49,8 +48,9 @@ from bench.spec.catalog import workload_info
 from bench.spec.choices import CORPUS_SOURCE
 from bench.spec.hub_weights import TORCHVISION, WEIGHTS
 from bench.train.lora import add_adapters
-from bench.workloads import data
-from bench.workloads.workload import DataInfo, Workload, build
+from bench.workloads import data, registry
+from bench.workloads.interface import DataInfo, Workload
+from bench.workloads.registry import build
 
 # The pretraining phase's recipe: fixed, so that every fine-tuning strategy, optimizer, batch
 # size and precision of a suite starts from the same weights. AdamW at torch's default rate
@@ -125,11 +125,10 @@ def make_task(case: Case) -> Task:
     if case.finetune_task == "corpus":
         # Validation keeps data = CORPUS_SOURCE out: tuning on the pretraining corpus is no task.
         assert case.data != CORPUS_SOURCE, "unvalidated case"
-        family = importlib.import_module(f"bench.workloads.{case.workload}")
-        return Task(source=data.stdlib_corpus(), target=family.load(case), new_head=False)
+        return Task(source=data.stdlib_corpus(), target=registry.load(case), new_head=False)
     # Image families: their ``load(case)`` gives splits with ``x_train``, ``y_train``, ``x_val``,
     # ``y_val`` of (N, C, H, W) images and labels 0-9 (``data.ImageSplits``, ...).
-    splits = importlib.import_module(f"bench.workloads.{case.workload}").load(case)
+    splits = registry.load(case)
     if case.finetune_task == "new-classes":
         source = _classes(splits, lambda y: y < FIRST_TARGET_CLASS)
         target = _classes(splits, lambda y: y >= FIRST_TARGET_CLASS)
@@ -298,12 +297,8 @@ def pretrain(case: Case, source: Any, device: torch.device) -> tuple[dict, dict[
 def _write_cache(path: Path, notes_path: Path, state: dict, notes: dict[str, Any]) -> None:
     """Weights, then the notes that make them a cache entry; each replaced atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    tmp = notes_path.with_name(f"{notes_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(notes, indent=1, sort_keys=True))
-    os.replace(tmp, notes_path)
+    atomic.write_with(path, lambda tmp: torch.save(state, tmp))
+    atomic.write_json(notes_path, notes, indent=1, sort_keys=True)
 
 
 def read_checkpoint(path: str) -> dict[str, torch.Tensor]:

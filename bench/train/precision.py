@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.spec.choices import PRECISION_DTYPES
+
 
 @dataclass(frozen=True)
 class PrecisionPolicy:
@@ -44,13 +46,18 @@ class PrecisionPolicy:
         }
 
 
-POLICIES = {
-    "fp32": PrecisionPolicy("fp32", torch.float32, None),
-    "tf32": PrecisionPolicy("tf32", torch.float32, None, tf32=True),
-    "bf16": PrecisionPolicy("bf16", torch.bfloat16, None),
-    "amp-bf16": PrecisionPolicy("amp-bf16", torch.float32, torch.bfloat16),
-    "amp-fp16": PrecisionPolicy("amp-fp16", torch.float32, torch.float16, grad_scaler=True),
-}
+def _policy(name: str) -> PrecisionPolicy:
+    dtypes = PRECISION_DTYPES[name]
+    return PrecisionPolicy(
+        name,
+        getattr(torch, dtypes.param),
+        getattr(torch, dtypes.autocast) if dtypes.autocast else None,
+        grad_scaler=dtypes.autocast == "float16",  # fp16's range needs loss scaling
+        tf32=name == "tf32",
+    )
+
+
+POLICIES = {name: _policy(name) for name in PRECISION_DTYPES}
 
 
 def unsupported_reason(name: str, device: torch.device) -> str | None:

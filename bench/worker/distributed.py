@@ -8,10 +8,10 @@ torchrun's: ``--standalone``'s for one node, the :class:`~bench.run.torchrun.Pla
 several.
 
 Each rank joins the process group (gloo on CPU, NCCL on CUDA, one GPU per rank), builds the case
-with the worker (``worker.measure``) and wraps its model and loss in DistributedDataParallel or
-FSDP2's ``fully_shard``. Every rank builds the weights, then takes rank 0's (a broadcast), so a
-distributed case starts from the weights a one-process case of the same seed starts from; rank r
-draws its batches from its own stream, seeded ``seed + r``.
+with the worker (``bench.worker.phases.measure``) and wraps its model and loss in
+DistributedDataParallel or FSDP2's ``fully_shard``. Every rank builds the weights, then takes rank
+0's (a broadcast), so a distributed case starts from the weights a one-process case of the same
+seed starts from; rank r draws its batches from its own stream, seeded ``seed + r``.
 
 Lockstep: the gradient all-reduce (DDP) or reduce-scatter (FSDP) of every step keeps the ranks
 together; the block size of the measured window and the decision to stop it are rank 0's,
@@ -19,15 +19,12 @@ broadcast over a CPU (gloo) group, so that no rank leaves the window while anoth
 in a collective, and no device is synchronised for the decision.
 
 At the end every rank's result is gathered on every rank, and local rank 0 of each node writes
-the merged result (bench/run/rank_merge.py). A rank that raises writes its own error file and exits
-non-zero; the agent then stops the others and writes the case's result, naming the rank.
+the merged result (bench/worker/rank_merge.py). A rank that raises writes its own error file and
+exits non-zero; the agent then stops the others and writes the case's result, naming the rank.
 """
 
-import ctypes
 import dataclasses
-import json
 import os
-import signal
 import sys
 import traceback
 import uuid
@@ -40,17 +37,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from bench.machine.process import die_with_parent
 from bench.measure.timing import epoch
-from bench.run import rank_merge, torchrun
+from bench.run import torchrun
 from bench.spec.case import Case
-from bench.worker import entry as worker
-
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+from bench.worker import rank_merge
+from bench.worker.failure import classify_failure, error_tail, write_result
+from bench.worker.phases import measure
 
 
 @dataclass
 class Ranks:
-    """This process's place in a distributed case, as ``worker.measure`` uses it."""
+    """This process's place in a distributed case, as ``bench.worker.phases.measure`` uses it."""
 
     rank: int
     local_rank: int
@@ -161,7 +159,7 @@ def run_rank(case: Case) -> dict[str, Any] | None:
     if isinstance(ranks, str):
         return {"status": "skipped", "reason": ranks} if _local_rank() == 0 else None
     # Own batch stream per rank (seed + rank); the weights are rank 0's (Ranks.wrap).
-    result = worker.measure(dataclasses.replace(case, seed=case.seed + ranks.rank), ranks)
+    result = measure(dataclasses.replace(case, seed=case.seed + ranks.rank), ranks)
     ranks.log(f"measured: {result['status']}; gathering the ranks' results")
     if result["status"] == "ok":
         result["metrics"]["param_checksum_start"] = ranks.param_checksum_start
@@ -257,11 +255,11 @@ def launch(
         }
         first, _ = error.get_first_failure()
         result = torchrun.failure(case, Path(log_dir), job_name, failures, first)
-        _write_json(Path(result_path), result)
+        write_result(Path(result_path), result)
     except Exception as error:  # noqa: BLE001 - the agent's own failure (a rendezvous timeout)
         traceback.print_exc()
-        reason = f"torchrun's agent failed on this node:\n{worker.error_tail(error)}"
-        _write_json(Path(result_path), {"status": "error", "reason": reason})
+        reason = f"torchrun's agent failed on this node:\n{error_tail(error)}"
+        write_result(Path(result_path), {"status": "error", "reason": reason})
     sys.stdout.flush()
     sys.stderr.flush()
 
@@ -271,9 +269,7 @@ def rank_main(
 ) -> None:
     """One rank, forked by torchrun's agent: its output goes to ``<job>.rankN.log``."""
     started = epoch()
-    if sys.platform == "linux":
-        # Die with the agent (even by SIGKILL), so that a killed case leaves no rank behind.
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()  # with the agent, so that a killed case leaves no rank behind
     rank = int(os.environ["RANK"])
     log = os.open(rank_log_path(log_dir, name, rank), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
@@ -283,12 +279,12 @@ def rank_main(
     except BaseException as error:  # noqa: BLE001 - a failed rank becomes the case's reason
         traceback.print_exc()
         failure = {
-            "status": worker.classify_failure(error),
-            "reason": worker.error_tail(error),
+            "status": classify_failure(error),
+            "reason": error_tail(error),
             "rank": rank,
             "failed_at": epoch(),
         }
-        _write_json(rank_error_path(log_dir, name, rank), failure)
+        write_result(rank_error_path(log_dir, name, rank), failure)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)  # now: a collective's threads must not keep a failed rank alive
@@ -296,12 +292,6 @@ def rank_main(
         timing = result.setdefault("timing", {})
         timing["spawn_s"] = started - launched_at
         timing["worker_s"] = epoch() - started
-        _write_json(Path(result_path), worker.finite_or_null(result))
+        write_result(Path(result_path), result)
     sys.stdout.flush()
     sys.stderr.flush()
-
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, allow_nan=False))
-    os.replace(tmp, path)

@@ -20,7 +20,7 @@ from bench.spec.case import Case
 from bench.spec.catalog import size_of
 from bench.spec.vision_shapes import IMAGE_CHANNELS, NUM_CLASSES, CNNSize
 from bench.workloads import data, pipeline, preprocess
-from bench.workloads.workload import Workload
+from bench.workloads.interface import Workload
 
 
 class CifarResNet(nn.Module):

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.workloads.workload import DataInfo
+from bench.workloads.interface import DataInfo
 
 # MNIST's training-set pixel mean and standard deviation, as the PyTorch MNIST example normalises
 # with ``transforms.Normalize((0.1307,), (0.3081,))`` (pytorch/examples, mnist/main.py).

@@ -32,7 +32,7 @@ from bench.spec.case import Case
 from bench.spec.catalog import size_of
 from bench.workloads import data
 from bench.workloads.batches import shuffled_batches
-from bench.workloads.workload import DataInfo, Workload
+from bench.workloads.interface import DataInfo, Workload
 
 NUM_TIMESTEPS = 1000
 BETA_START = 1e-4

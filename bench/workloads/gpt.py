@@ -24,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 from bench.spec.case import Case
 from bench.spec.catalog import GPT_VOCAB, GPTSize, size_of
 from bench.workloads import data
-from bench.workloads.workload import DataInfo, Workload
+from bench.workloads.interface import DataInfo, Workload
 
 # nanoGPT's init (model.py, _init_weights): weights N(0, 0.02), biases zero, and the projections
 # that add into the residual stream scaled by 1/sqrt(2 * n_layer), as in GPT-2 (Radford et al.

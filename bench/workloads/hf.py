@@ -19,7 +19,7 @@ from bench.errors import NotApplicable
 from bench.spec.case import Case
 from bench.spec.catalog import GPT_VOCAB, GPTSize, size_of
 from bench.workloads import gpt
-from bench.workloads.workload import Workload
+from bench.workloads.interface import Workload
 
 INSTALL_HINT = "pip install 'bench[hf]'"
 

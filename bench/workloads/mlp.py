@@ -23,7 +23,7 @@ from bench.spec.case import Case
 from bench.spec.catalog import MLP_IN, MLP_OUT, MLPSize, size_of
 from bench.workloads import data
 from bench.workloads.batches import shuffled_batches
-from bench.workloads.workload import DataInfo, Workload, classifier_evaluator
+from bench.workloads.interface import DataInfo, Workload, classifier_evaluator
 
 # Evaluation batch: large enough that the held-out pass is a handful of forward calls, small
 # enough that the biggest size's activations stay far below any device's memory.

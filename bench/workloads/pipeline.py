@@ -52,8 +52,8 @@ from bench.spec.case import Case
 from bench.spec.vision_shapes import IMAGE_CHANNELS, NUM_CLASSES
 from bench.workloads.batches import shuffled_batches
 from bench.workloads.data import StoredImages
+from bench.workloads.interface import DataInfo, Workload, classifier_evaluator
 from bench.workloads.preprocess import Prepared, load, prepare
-from bench.workloads.workload import DataInfo, Workload, classifier_evaluator
 
 EVAL_BATCH_SIZE = 250
 # Synthetic pools, small enough to make at 224x224 in a second or two (77 MB per 128 images).

@@ -13,7 +13,7 @@ from bench.measure.timing import wall
 from bench.spec.case import Case
 from bench.spec.vision_shapes import NUM_CLASSES
 from bench.workloads import data
-from bench.workloads.workload import DataInfo
+from bench.workloads.interface import DataInfo
 
 _STATS_CHUNK = 4096  # images per chunk when summing pixels for the statistics
 

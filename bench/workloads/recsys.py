@@ -33,7 +33,7 @@ from bench.spec.app_shapes import RECSYS_DENSE, RecsysSize, recsys_interactions
 from bench.spec.case import Case
 from bench.spec.catalog import size_of
 from bench.workloads.batches import shuffled_batches
-from bench.workloads.workload import DataInfo, Workload
+from bench.workloads.interface import DataInfo, Workload
 
 CLICKS_NUM_TRAIN = 65_536
 CLICKS_NUM_VAL = 8_192

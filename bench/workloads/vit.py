@@ -19,7 +19,7 @@ from bench.spec.case import Case
 from bench.spec.catalog import size_of
 from bench.spec.vision_shapes import NUM_CLASSES, ViTSize
 from bench.workloads import data, pipeline, preprocess
-from bench.workloads.workload import Workload
+from bench.workloads.interface import Workload
 
 
 def make_model(shape: ViTSize, image_size: int, num_classes: int = NUM_CLASSES) -> nn.Module:

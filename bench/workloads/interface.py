@@ -1,4 +1,8 @@
-"""The interface between the worker and a workload family, and the dispatch to build one."""
+"""The interface between the worker and a workload: what a family (or a user's function) returns.
+
+The dispatch from a case's ``workload`` to the family that builds it is
+bench/workloads/registry.py.
+"""
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -6,8 +10,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from bench.spec.case import Case
 
 
 @dataclass(frozen=True)
@@ -85,42 +87,3 @@ def classifier_evaluator(
         return {"accuracy": num_correct.item() / num, "loss": total_loss.item() / num}
 
     return evaluate
-
-
-def build(case: Case, device: torch.device, dtype: torch.dtype, splits=None) -> Workload:
-    """Build the case's workload on ``device`` with parameters and float inputs in ``dtype``.
-
-    ``splits``: the data to use instead of the family's own ``load(case)`` (a fine-tuning task's
-    part of it, bench/train/finetune.py); the family's split type (``data.ImageSplits``, ...).
-    """
-    if case.workload == "mlp":
-        from bench.workloads import mlp
-
-        return mlp.build(case, device, dtype, splits)
-    if case.workload == "gpt":
-        from bench.workloads import gpt
-
-        return gpt.build(case, device, dtype, splits)
-    if case.workload == "cnn":
-        from bench.workloads import cnn
-
-        return cnn.build(case, device, dtype, splits)
-    if case.workload == "vit":
-        from bench.workloads import vit
-
-        return vit.build(case, device, dtype, splits)
-    # The families below have no fine-tuning task (catalog: finetune_tasks is empty), so no splits.
-    assert splits is None, f"{case.workload} builds from its own data"
-    if case.workload == "recsys":
-        from bench.workloads import recsys
-
-        return recsys.build(case, device, dtype)
-    if case.workload == "diffusion":
-        from bench.workloads import diffusion
-
-        return diffusion.build(case, device, dtype)
-    if case.workload == "hf-gpt2":
-        from bench.workloads import hf
-
-        return hf.build(case, device, dtype)
-    raise AssertionError(f"unvalidated workload {case.workload!r}")

@@ -1,0 +1,51 @@
+"""From a case's ``workload`` to the family module that builds it (bench/workloads/<family>.py).
+
+Each family module has ``build(case, device, dtype[, splits])`` returning a
+:class:`~bench.workloads.interface.Workload`; the families that fine-tune also have
+``load(case)``, their data splits (bench/train/finetune.py cuts a task's parts from them). The
+families import the interface, never this module, so that dispatch and interface form no cycle.
+"""
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from bench.spec.case import Case
+from bench.workloads.interface import Workload
+
+# Workload name -> module under bench/workloads/ (the catalog, bench/spec/catalog.py, has each
+# family's sizes and facts).
+FAMILIES = {
+    "mlp": "mlp",
+    "gpt": "gpt",
+    "cnn": "cnn",
+    "vit": "vit",
+    "recsys": "recsys",
+    "diffusion": "diffusion",
+    "hf-gpt2": "hf",
+}
+
+
+def family(name: str) -> ModuleType:
+    """The module of workload ``name`` (validated by the Case: always one of FAMILIES)."""
+    return importlib.import_module(f"bench.workloads.{FAMILIES[name]}")
+
+
+def build(case: Case, device: torch.device, dtype: torch.dtype, splits: Any = None) -> Workload:
+    """Build the case's workload on ``device`` with parameters and float inputs in ``dtype``.
+
+    ``splits``: the data to use instead of the family's own ``load(case)`` (a fine-tuning task's
+    part of it, bench/train/finetune.py); the family's split type (``data.ImageSplits``, ...).
+    Only the families that fine-tune (catalog: ``finetune_tasks``) take it.
+    """
+    module = family(case.workload)
+    if splits is None:
+        return module.build(case, device, dtype)
+    return module.build(case, device, dtype, splits)
+
+
+def load(case: Case) -> Any:
+    """The data splits of a family that fine-tunes (its ``load(case)``)."""
+    return family(case.workload).load(case)
