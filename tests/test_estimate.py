@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli.estimate import parse_count
 from bench.errors import UserError
-from bench.report.estimate import Inputs, Measured, estimate, measured_from_records, parse_count
+from bench.report.estimate import Inputs, Measured, estimate, measured_from_records
 
 HOURS = 1.2e20 / 3.1664e15 / 3600  # 10.5272 h
 

@@ -15,7 +15,7 @@ from bench.errors import CaseError, ConfigError, NotApplicable, UserError
 from bench.spec import suite as suites
 from bench.spec.case import Case
 from bench.spec.lora_layers import adapted_layers
-from bench.train import finetune
+from bench.train import checkpoint, finetune
 from bench.train.lora import LoRALinear, add_adapters
 from bench.worker.prepare import prepare
 from bench.workloads import data
@@ -206,7 +206,7 @@ def test_read_checkpoint_rejects_a_corrupt_file_and_a_file_of_another_model(tmp_
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"garbage")  # 'g' is a pickle opcode the weights-only unpickler refuses
     with pytest.raises(CaseError) as error:
-        finetune.read_checkpoint(str(corrupt))
+        checkpoint.read_checkpoint(str(corrupt))
     assert str(error.value) == (
         f"checkpoint {corrupt}: not a weights-only torch checkpoint "
         "(torch.load(weights_only=True) refused it: Unsupported operand 103)"
@@ -214,7 +214,7 @@ def test_read_checkpoint_rejects_a_corrupt_file_and_a_file_of_another_model(tmp_
     # A pickled object of a class: refused, and never with torch's advice to load it unsafely.
     torch.save({"weight": torch.zeros(2), "config": argparse.Namespace(lr=1)}, corrupt)
     with pytest.raises(CaseError) as error:
-        finetune.read_checkpoint(str(corrupt))
+        checkpoint.read_checkpoint(str(corrupt))
     message = str(error.value)
     assert "\n" not in message and "False" not in message and "\x1b" not in message
     assert message.startswith(
@@ -223,16 +223,16 @@ def test_read_checkpoint_rejects_a_corrupt_file_and_a_file_of_another_model(tmp_
     )
     corrupt.write_bytes(b"PK\x03\x04 truncated zip")
     with pytest.raises(CaseError, match=r"corrupt.pt: not a readable torch checkpoint \(Runtime"):
-        finetune.read_checkpoint(str(corrupt))
+        checkpoint.read_checkpoint(str(corrupt))
     listing = tmp_path / "list.pt"
     torch.save([torch.zeros(2)], listing)
     with pytest.raises(CaseError, match="holds a list, not a state dict"):
-        finetune.read_checkpoint(str(listing))
+        checkpoint.read_checkpoint(str(listing))
     case = _case(finetune="full")
     small = build(_case(model_size="small"), CPU, torch.float32).model
     tiny = build(case, CPU, torch.float32).model
     with pytest.raises(CaseError) as error:
-        finetune.load_state(tiny, small.state_dict(), "small.pt", case)
+        checkpoint.load_state(tiny, small.state_dict(), "small.pt", case)
     message = str(error.value)
     assert "\n" not in message
     assert "1.weight is (256, 784) there, (64, 784) here" in message
@@ -251,7 +251,7 @@ def test_suite_validation_tells_a_torch_checkpoint_by_its_first_bytes(tmp_path) 
     for name in ("zip.pt", "legacy.pt"):
         path = str(tmp_path / name)
         (case,) = suites.expand(suites.load(str(suite)), "cpu", {"checkpoint": path})
-        assert case.checkpoint == path and finetune.read_checkpoint(path).keys() == {"w"}
+        assert case.checkpoint == path and checkpoint.read_checkpoint(path).keys() == {"w"}
     for name, end in (
         ("empty.pt", "this file is empty)"),
         ("text.pt", "this file starts with b'PK is no')"),

@@ -16,7 +16,7 @@ from bench.spec import suite as suites
 from bench.spec.case import Case
 from bench.spec.hub_weights import WEIGHTS
 from bench.spec.vision_shapes import CNN_SIZES, VIT_SIZES
-from bench.train import finetune
+from bench.train import checkpoint
 from bench.worker.prepare import prepare
 from bench.workloads import vit
 from tests.conftest import write_suite
@@ -139,7 +139,7 @@ def test_missing_or_mismatched_hub_files_are_one_line_reasons(torch_home) -> Non
     url = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
     case = _case(finetune="full")
     with pytest.raises(CaseError) as error:
-        finetune.hub_weights(case)
+        checkpoint.hub_weights(case)
     assert str(error.value) == (
         f"checkpoint = 'torchvision': no {path} (torchvision's ResNet18_Weights.IMAGENET1K_V1; "
         f"bench never downloads: fetch {url} to that path)"
@@ -214,7 +214,7 @@ def test_vit_b_16_weights_map_onto_the_workloads_model_but_the_head() -> None:
         imagenet = torchvision.models.vit_b_16(weights=None).state_dict()
         model = vit.make_model(VIT_SIZES["vit_b_16"], 224)
     assert imagenet["heads.head.weight"].shape == (1000, 768)
-    state = finetune.own_head(imagenet, model, "heads.head")
+    state = checkpoint.own_head(imagenet, model, "heads.head")
     own = model.state_dict()
     assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in own.items()}
     assert state["heads.head.weight"].shape == (10, 768)

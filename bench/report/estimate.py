@@ -24,9 +24,6 @@ Torch- and pandas-free (it answers at once). The method:
   attention kernels do not store them).
 """
 
-import json
-import math
-import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,35 +35,9 @@ from bench.results.store import PROBE_FLAG, find_latest_runs, read_records
 from bench.spec.choices import PRECISION_DTYPES, param_bytes
 
 TOKENS_PER_PARAM = 20  # Hoffmann et al. 2022 (Chinchilla): compute-optimal tokens per parameter
-SUFFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 REFERENCE_BYTES_PER_PARAM = 16  # mixed-precision Adam: fp16 weights + grads, fp32 master/m/v
 ACTIVATION_BYTES_PER_TOKEN_WIDTH_LAYER = 34  # Korthikanti et al. 2022, eq. 1, without 5as/h
 SECONDS_PER_HOUR = 3600.0
-
-
-def parse_count(text: str, option: str) -> float:
-    """A positive count as people write them: 7B, 1.4T, 350M, 1e9, 7000000."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgGtT]?)\s*", text)
-    value = float(match.group(1)) * SUFFIXES[match.group(2).upper()] if match else math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise UserError(f"{option} {text!r}: not a positive number (e.g. 7B, 1.4T, 350M, 1e9)")
-    return value
-
-
-def positive(text: str, option: str, integer: bool = False, at_least: float = 0.0) -> float:
-    """A number > 0 (or >= ``at_least`` when given), an integer where ``integer``."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    bad = not math.isfinite(value) or (value < at_least if at_least else value <= 0)
-    if integer and not bad and not value.is_integer():
-        bad = True
-    if bad:
-        kind = "an integer" if integer else "a number"
-        bound = f">= {at_least:g}" if at_least else "> 0"
-        raise UserError(f"{option} {text!r}: must be {kind} {bound}")
-    return value
 
 
 @dataclass
@@ -303,101 +274,6 @@ def _memory(inputs: Inputs, measured: Measured) -> dict[str, Any]:
         "activations_bytes": activations,
         "micro_batch": inputs.micro_batch,
     }
-
-
-def to_json(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=2)
-
-
-def parse_inputs(args: Any) -> Inputs:
-    """The command's options (strings as typed) as validated :class:`Inputs`."""
-
-    def opt(name: str, **kw: Any) -> float | None:
-        text = getattr(args, name.replace("-", "_"))
-        return None if text is None else positive(text, f"--{name}", **kw)
-
-    mfu = opt("mfu")
-    if mfu is not None and mfu > 1:
-        raise UserError(f"--mfu {args.mfu}: a fraction of the peak, in (0, 1] (e.g. 0.4)")
-    shape = {name: opt(name, integer=True) for name in ("seq-len", "layers", "d-model")}
-    return Inputs(
-        params=parse_count(args.params, "--params"),
-        tokens=parse_count(args.tokens, "--tokens") if args.tokens is not None else None,
-        seq_len=_int(shape["seq-len"]),
-        layers=_int(shape["layers"]),
-        d_model=_int(shape["d-model"]),
-        micro_batch=_int(opt("micro-batch", integer=True)) or 1,
-        mfu=mfu,
-        gpu=args.gpu,
-        dtype=args.dtype,
-        gpus=_int(opt("gpus", integer=True)) or 1,
-        watts=opt("watts"),
-        pue=opt("pue", at_least=1.0) or 1.0,
-        price_per_gpu_hour=opt("price-per-gpu-hour"),
-    )
-
-
-def _int(value: float | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def render(result: dict[str, Any], console: Any) -> None:
-    """The estimate as a table: each figure, its value, and where it comes from."""
-    from rich.table import Table
-    from rich.text import Text
-
-    flops, compute, energy = result["flops"], result["compute"], result["energy"]
-    table = Table(title="training estimate", show_header=True)
-    for column in ("figure", "value", "from"):
-        table.add_column(column)
-    rows = [
-        ("parameters N", f"{result['params']:.4g}", "--params"),
-        ("tokens D", f"{result['tokens']:.4g}", result["tokens_source"]),
-        ("FLOPs 6·N·D", f"{flops['dense_6nd']:.4g}", "Kaplan et al. 2020"),
-    ]
-    if flops["attention"] is not None:
-        rows.append(("FLOPs attention", f"{flops['attention']:.4g}", "12·L·d·T·D (PaLM app. B)"))
-    rows += [
-        ("FLOPs total", f"{flops['total']:.4g}", ""),
-        ("MFU", f"{compute['mfu']:.3f}", compute["mfu_source"]),
-        (
-            "peak per GPU",
-            f"{compute['peak_per_s'] / 1e12:.4g} TFLOP/s",
-            f"{compute['peak_device']} {compute['peak_dtype']}: {compute['peak_source']}",
-        ),
-        ("GPUs", str(compute["gpus"]), "--gpus"),
-        ("time", f"{compute['time_s'] / 3600:,.1f} h ({compute['time_days']:,.2f} days)", ""),
-        ("GPU-hours", f"{compute['gpu_hours']:,.1f}", ""),
-    ]
-    if energy["joules"] is not None:
-        rows.append(
-            ("energy", f"{energy['kwh']:,.1f} kWh", f"{energy['source']}, PUE {energy['pue']:g}")
-        )
-    else:
-        rows.append(("energy", "—", energy["reason"]))
-    if result["cost"] is not None:
-        cost = result["cost"]
-        rows.append(("cost", f"{cost['total']:,.0f}", f"at {cost['price_per_gpu_hour']:g}/GPU-h"))
-    for row in result["memory"]["per_replica"]:
-        rows.append(
-            (
-                f"memory: {row['bytes_per_param']:.1f} B/param",
-                f"{row['bytes'] / 2**30:,.1f} GiB",
-                row["what"],
-            )
-        )
-    activations = result["memory"]["activations_bytes"]
-    if activations is not None:
-        rows.append(
-            (
-                "memory: activations",
-                f"{activations / 2**30:,.2f} GiB",
-                f"34·T·b·d·L, micro-batch {result['memory']['micro_batch']} (Korthikanti 2022)",
-            )
-        )
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
 
 
 def _named_peak(gpu: str, dtype: str) -> Peak:
