@@ -1,4 +1,6 @@
-"""The one exception type a user sees: bad input, reported as one line with exit code 2."""
+"""The exceptions of the harness: bad input (``UserError``, ``ConfigError``: one line, exit code 2),
+a combination that does not apply (``NotApplicable``: a skipped record), a case that fails with a
+reason (``CaseError``: an error record) and SIGTERM (``Terminated``: handled like Ctrl-C)."""
 
 
 class UserError(Exception):
@@ -12,8 +14,8 @@ class UserError(Exception):
 class ConfigError(UserError):
     """A configuration value that is not allowed.
 
-    Raised by config validation without knowing the file; the suite loader adds the file and
-    section in front with :meth:`at`.
+    Raised by case validation (bench/spec/checks.py) without knowing the file; the suite loader
+    adds the file and section in front with :meth:`at`.
     """
 
     def __init__(self, key: str, value: object, allowed: str):

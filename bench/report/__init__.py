@@ -1,6 +1,3 @@
-"""Turn run records into a pandas frame, aggregate repeats, and present them as tables.
-
-Torch-free on purpose, like all analysis code: ``load`` reads ``records.jsonl``, ``frame`` builds
-the tidy frame and the per-case aggregate, ``tables`` renders rich and Markdown tables, and
-``report`` ties them together into ``report.md``.
-"""
+"""Turn run records into a pandas frame, aggregate repeats, and present them: tables, figures,
+the FAQ, the HTML page, and bench estimate's cost model. Torch-free on purpose, like all
+analysis code (docs/REPORT.md)."""

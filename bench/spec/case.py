@@ -230,7 +230,7 @@ class Case:
             "batch_size": case.batch_size or info.default_batch_size,
             "lr": case.lr if case.lr is not None else DEFAULT_LR[case.optimizer],
         }
-        # Defaults of keys that apply to this case; the others are None (see _NOT_APPLICABLE).
+        # Defaults of keys that apply to this case; the others are None (see not_applicable).
         if info.language:
             shape = size_of(case.workload, resolved["model_size"])
             assert isinstance(shape, GPTSize)
