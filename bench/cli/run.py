@@ -155,9 +155,9 @@ def execute(run_dir: Path, console: Console, resumed: bool) -> int:
 def _print_cases(
     suite: suites.Suite, cases: list, device: str, overrides: dict[str, Any], console: Console
 ) -> None:
-    from bench.run.sweep import case_labels
+    from bench.spec.case import case_labels
 
-    labels = case_labels(cases)
+    labels = case_labels({case.id: case.to_dict() for case in cases})
     # Settings pinned with --set are the same in every case, so the column would not show them;
     # one that applies to no case was normalised away (a warning says so): it is not shown set.
     pinned = ", ".join(

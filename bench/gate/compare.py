@@ -25,7 +25,7 @@ from bench.gate.verdict import (
 )
 from bench.results.metrics import metric_value
 from bench.results.store import ENV, PROBE_FLAG, RECORDS, read_json, read_records, status_summary
-from bench.spec.case import varying_keys
+from bench.spec.case import case_labels
 
 FAILED = ("oom", "error", "timeout")
 # Verdicts of a case, worst first: a case takes the worst verdict of its metrics.
@@ -225,7 +225,8 @@ def compare(
             f"({_suites(cand)}, {len(cand_cases)} cases) have no case in common: compare runs "
             "of the same suite and settings"
         )
-    labels = case_labels({**base_cases, **cand_cases})
+    cases = {**base_cases, **cand_cases}
+    labels = case_labels({case_id: records[0]["config"] for case_id, records in cases.items()})
     cases = []
     for case_id in [*base_cases, *(c for c in cand_cases if c not in base_cases)]:
         cases.append(
@@ -251,16 +252,6 @@ def _by_case(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for record in records:
         cases.setdefault(record["case_id"], []).append(record)
     return cases
-
-
-def case_labels(cases: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-    """A short label per case: the settings that vary across the cases compared."""
-    configs = {case_id: records[0]["config"] for case_id, records in cases.items()}
-    shown = varying_keys(list(configs.values())) or ["workload", "model_size"]
-    return {
-        case_id: " ".join(f"{k}={config.get(k)}" for k in shown if config.get(k) is not None)
-        for case_id, config in configs.items()
-    }
 
 
 def _compare_case(

@@ -36,7 +36,7 @@ from bench.run import executors
 from bench.run.executors import SlurmOptions
 from bench.run.launcher import Job
 from bench.run.torchrun import Placement
-from bench.spec.case import Case, varying_keys
+from bench.spec.case import Case, case_labels
 from bench.spec.choices import RUN_LENGTH_KEYS
 from bench.spec.suite import Suite
 from bench.statistics import median, relative_spread
@@ -104,7 +104,7 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
         for job in schedule(cases, manifest["order"], manifest["seed"])
         if (job.case.id, job.repeat) not in done
     ]
-    labels = case_labels(cases)
+    labels = case_labels({case.id: case.to_dict() for case in cases})
     # Runs from before these keys were recorded ran here.
     placement = Placement(**manifest.get("placement", {}))
     slurm = SlurmOptions(**manifest.get("slurm", {}))
@@ -262,13 +262,6 @@ def _describe_target(target: dict[str, Any] | None) -> str:
         )
     best = "no evaluation" if target["best"] is None else f"best {target['best']:.4g}"
     return f"; {goal} not reached ({target['budget']}; {best})"
-
-
-def case_labels(cases: list[Case]) -> dict[str, str]:
-    """A short label per case made of the settings that vary across the sweep."""
-    measured = [case.measured() for case in cases]
-    keys = varying_keys(measured) or ["workload", "model_size"]
-    return {case.id: " ".join(f"{k}={m[k]}" for k in keys) for case, m in zip(cases, measured)}
 
 
 def unresolved_comparisons(records: list[dict[str, Any]]) -> list[str]:

@@ -331,6 +331,16 @@ def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({repr(c[k]) for c in configs if c.get(k) is not None}) > 1]
 
 
+def case_labels(configs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """A short label per case id: the settings that vary across ``configs`` (case id -> config),
+    those that do not apply to a case left out; the workload and size where nothing varies."""
+    shown = varying_keys(list(configs.values())) or ["workload", "model_size"]
+    return {
+        case_id: " ".join(f"{k}={config.get(k)}" for k in shown if config.get(k) is not None)
+        for case_id, config in configs.items()
+    }
+
+
 def _default(value: Any, default: Any) -> Any:
     return default if value is None else value
 
