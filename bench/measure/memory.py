@@ -2,6 +2,7 @@
 
 import resource
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,3 +47,105 @@ def _vm_hwm() -> int | None:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024  # kB
     return None
+
+
+def _vm_rss() -> int | None:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024  # kB
+    return None
+
+
+class PhaseMemory:
+    """Memory by phase (``metrics.memory``): what the model, its gradients and the optimizer
+    hold, and the peaks of set-up, the first step and the optimizer step.
+
+    On CUDA the caching allocator's figures, read on the host (no device sync). On a CPU the
+    process's RSS before the model is built is the baseline, so that the window's peak can be
+    given as its rise above it (the ~500 MB of an imported torch say nothing of the model).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.rss_before_build = _vm_rss()
+        self.figures: dict[str, int | None] = {}
+
+    def _allocated(self) -> int | None:
+        return torch.cuda.memory_allocated(self.device) if self.cuda else None
+
+    def after_build(self) -> None:
+        self.figures["after_build_bytes"] = self._allocated()
+
+    def before_first_step(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def after_first_step(self) -> None:
+        peak = torch.cuda.max_memory_allocated(self.device) if self.cuda else None
+        self.figures["first_step_peak_bytes"] = peak
+
+    def optimizer_step_peak(self, step: Any, optimizers: list[torch.optim.Optimizer]) -> None:
+        """One more training step (after the window) with hooks around each optimizer's
+        ``step``: the allocator's peak inside it, and what it allocated beyond what it freed."""
+        if not self.cuda:
+            return
+        marks: dict[str, int] = {}
+
+        def before(optimizer: Any, args: Any, kwargs: Any) -> None:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            marks["before"] = torch.cuda.memory_allocated(self.device)
+
+        def after(optimizer: Any, args: Any, kwargs: Any) -> None:
+            marks["peak"] = max(marks.get("peak", 0), torch.cuda.max_memory_allocated(self.device))
+
+        handles = [o.register_step_pre_hook(before) for o in optimizers]
+        handles += [o.register_step_post_hook(after) for o in optimizers]
+        try:
+            step()
+        finally:
+            for handle in handles:
+                handle.remove()
+        if "peak" in marks:
+            self.figures["optimizer_step_peak_bytes"] = marks["peak"]
+
+    def result(
+        self, model: torch.nn.Module, optimizer_state_bytes: int, window_peak_rss: int | None
+    ) -> dict[str, Any]:
+        params = [p for p in model.parameters()]
+        rise = None
+        if window_peak_rss is not None and self.rss_before_build is not None:
+            rise = window_peak_rss - self.rss_before_build
+        return {
+            **self.figures,
+            "parameters_bytes": sum(p.numel() * p.element_size() for p in params),
+            "gradients_bytes": sum(
+                p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None
+            ),
+            "optimizer_state_bytes": optimizer_state_bytes,
+            "rss_before_build_bytes": self.rss_before_build,
+            "window_rss_rise_bytes": rise,
+        }
+
+
+class MemorySnapshot:
+    """``memory_snapshot = true`` (CUDA): the caching allocator's history from the first step to
+    the end of warm-up, dumped as a pickle that PyTorch's memory visualiser
+    (https://pytorch.org/memory_viz) opens. Started before the first step, dumped and stopped
+    before the window, so the window runs without the recording's overhead."""
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self, artifacts: Path | None):
+        self.path = artifacts.with_name(artifacts.name + ".memory.pickle") if artifacts else None
+        torch.cuda.memory._record_memory_history(max_entries=self.MAX_ENTRIES)
+
+    def dump(self) -> dict[str, Any]:
+        try:
+            if self.path is not None:
+                torch.cuda.memory._dump_snapshot(str(self.path))
+        finally:
+            torch.cuda.memory._record_memory_history(enabled=None)
+        # The file's name: it lies in the run's logs/, wherever the run directory is moved.
+        name = self.path.name if self.path else None
+        return {"file": name, "steps": "first step and warm-up"}

@@ -34,10 +34,10 @@ def render_table(view: TableView) -> str:
         for row in view.rows
     )
     caption = f'<p class="caption">{escape(view.caption)}</p>' if view.caption else ""
-    return (
-        f"<h3>{escape(view.title)}</h3><table><thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table>{caption}"
-    )
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{caption}"
+    if view.folded:
+        return f"<details><summary>{escape(view.title)}</summary>{table}</details>"
+    return f"<h3>{escape(view.title)}</h3>{table}"
 
 
 def render_plot(plot: Plot) -> str:

@@ -38,6 +38,7 @@ from bench.report.frame import (
     workload_bound_axes,
 )
 from bench.report.plots_progress import finetune_figure, optimizer_figure, target_figure
+from bench.report.profiles import profile_figure
 
 
 def compile_figure(cases: pd.DataFrame, repeats: pd.DataFrame, axes: list[str]) -> Plot | None:
@@ -298,6 +299,7 @@ def suite_plots(
         plots.append(finetune_figure(cases, axes))
     plots.append(target_figure(cases, axes))
     plots.append(telemetry_figure(records))
+    plots.append(profile_figure(records))
     return [plot for plot in plots if plot is not None]
 
 

@@ -74,6 +74,8 @@ class TableView:
     numeric: list[bool]
     rows: list[list[str]]
     caption: str = ""
+    folded: bool = False
+    """Secondary detail: folded (HTML ``<details>``) until the reader opens it."""
 
 
 def suite_tables(agg: pd.DataFrame) -> list[TableView]:

@@ -207,6 +207,13 @@ class Case:
     closely to watch, not what is measured, so it is not part of the case id. At least 0.01:
     NVML's utilisation covers a past period of 1/6 s to 1 s (nvmlDeviceGetUtilizationRates), and
     a sampler waking more often would take CPU from the training loop it watches."""
+    profile_steps: int = 0
+    """Training steps run under ``torch.profiler`` after the window and the evaluation (0: none):
+    a trace in the run's logs and ``metrics.profile``. Outside the window, so not part of the
+    case id: a profiled case and its unprofiled twin are the same case."""
+    memory_snapshot: bool = False
+    """CUDA only: record the allocator's history over the first steps and dump a snapshot for
+    PyTorch's memory visualiser (``metrics.memory.snapshot``); run-length, like profile_steps."""
 
     def __post_init__(self) -> None:
         validate(self)

@@ -82,6 +82,12 @@ def validate(case: "Case") -> None:
     for key in ("min_steps", "max_steps", "repeats"):
         _number(key, getattr(case, key), integer=True, bound="positive")
     _number("warmup_steps", case.warmup_steps, integer=True, bound="non-negative")
+    _number("profile_steps", case.profile_steps, integer=True, bound="non-negative")
+    _bool("memory_snapshot", case.memory_snapshot)
+    if case.memory_snapshot and case.device != "cuda":
+        raise ConfigError(
+            "memory_snapshot", True, "a CUDA caching-allocator snapshot: only with device cuda"
+        )
     _number("seed", case.seed, integer=True)
     _bool("tie_embeddings", case.tie_embeddings, optional=True)
     _str("data_path", case.data_path, optional=True)

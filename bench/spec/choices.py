@@ -84,6 +84,8 @@ RUN_LENGTH_KEYS = (
     "timeout_s",
     "max_batch_limit",
     "telemetry_interval_s",
+    "profile_steps",
+    "memory_snapshot",
 )
 # Keys that only some workloads read; on the others they are normalised to None so that they
 # neither change the case id nor pretend to have an effect.

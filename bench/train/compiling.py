@@ -1,7 +1,10 @@
 """``torch.compile`` with the case's mode and options, and what dynamo did, from its counters."""
 
+import logging
 import os
+import re
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,9 +30,36 @@ def wrap(target: F, case: Case) -> F:
     ``fullgraph`` and ``dynamic``."""
     if case.compile == "eager":
         return target
+    watch_recompiles()
     return torch.compile(  # type: ignore[return-value]
         target, mode=case.compile, fullgraph=bool(case.fullgraph), dynamic=case.dynamic
     )
+
+
+# Dynamo's guard failures, one line each, as its "recompiles" log reports them.
+_RECOMPILE_LOG = "torch._dynamo.guards.__recompiles"
+_recompile_reasons: Counter[str] = Counter()
+
+
+class _RecompileReasons(logging.Handler):
+    """Collects the reasons of each recompile from dynamo's message: ``Recompiling function f in
+    file:line`` then ``triggered by the following guard failure(s):`` and a ``- reason`` line
+    per failed guard."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for line in record.getMessage().splitlines():
+            if line.strip().startswith("- "):
+                # "- 0/0: tensor 'x' size mismatch ...": the frame's compile id is dropped.
+                _recompile_reasons[re.sub(r"^\d+/\d+: ", "", line.strip()[2:])] += 1
+
+
+def watch_recompiles() -> None:
+    """Turn on dynamo's recompile reporting (torch._logging's ``recompiles`` artifact, also
+    printed to the case's log) and collect its reasons in this process; idempotent."""
+    logger = logging.getLogger(_RECOMPILE_LOG)
+    if not any(isinstance(h, _RecompileReasons) for h in logger.handlers):
+        torch._logging.set_logs(recompiles=True)
+        logger.addHandler(_RecompileReasons())
 
 
 def frames_compiled() -> int:
@@ -42,7 +72,10 @@ def stats(case: Case, frames_after_first_step: int) -> dict[str, Any]:
     """What compilation did in this process, for the record's ``runtime.compile``."""
     if case.compile == "eager":
         return {"mode": "eager", "cache": None}
-    breaks = dict(counters["graph_break"])
+    breaks: Counter[str] = Counter()
+    for reason, count in counters["graph_break"].items():
+        # Only the first line of each reason: the rest is dynamo's hints and debug context.
+        breaks[reason.splitlines()[0]] += count
     hits = counters["inductor"]["fxgraph_cache_hit"]
     misses = counters["inductor"]["fxgraph_cache_miss"]
     return {
@@ -50,9 +83,10 @@ def stats(case: Case, frames_after_first_step: int) -> dict[str, Any]:
         "scope": case.compile_scope,
         "num_graphs": counters["stats"]["unique_graphs"],
         "num_graph_breaks": sum(breaks.values()),
-        # Only the first line of each reason: the rest is dynamo's hints and debug context.
-        "graph_break_reasons": sorted({reason.splitlines()[0] for reason in breaks}),
+        "graph_break_reasons": sorted(breaks),
+        "graph_break_counts": dict(breaks.most_common()),
         "num_recompiles": frames_compiled() - frames_after_first_step,
+        "recompile_reasons": dict(_recompile_reasons.most_common()),
         # Warm when inductor's FX graph cache (on disk, shared across processes) served every
         # graph it was asked for; cold when it had to compile any.
         "cache": "warm" if hits and not misses else "cold",

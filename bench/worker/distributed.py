@@ -153,13 +153,14 @@ def start(case: Case) -> Ranks | str:
     return ranks
 
 
-def run_rank(case: Case) -> dict[str, Any] | None:
-    """This rank's part of the case; the merged result on local rank 0, None elsewhere."""
+def run_rank(case: Case, artifacts: Path | None = None) -> dict[str, Any] | None:
+    """This rank's part of the case; the merged result on local rank 0, None elsewhere.
+    ``artifacts``: this rank's path prefix in the run's logs (profile traces)."""
     ranks = start(case)
     if isinstance(ranks, str):
         return {"status": "skipped", "reason": ranks} if _local_rank() == 0 else None
     # Own batch stream per rank (seed + rank); the weights are rank 0's (Ranks.wrap).
-    result = measure(dataclasses.replace(case, seed=case.seed + ranks.rank), ranks)
+    result = measure(dataclasses.replace(case, seed=case.seed + ranks.rank), ranks, artifacts)
     ranks.log(f"measured: {result['status']}; gathering the ranks' results")
     if result["status"] == "ok":
         result["metrics"]["param_checksum_start"] = ranks.param_checksum_start
@@ -275,7 +276,8 @@ def rank_main(
     os.dup2(log, 1)
     os.dup2(log, 2)
     try:
-        result = run_rank(Case(**case_dict))
+        artifacts = rank_log_path(log_dir, name, rank).with_suffix("")
+        result = run_rank(Case(**case_dict), artifacts)
     except BaseException as error:  # noqa: BLE001 - a failed rank becomes the case's reason
         traceback.print_exc()
         failure = {

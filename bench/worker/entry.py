@@ -28,7 +28,7 @@ def main(case_dict: dict[str, Any], result_path: str, log_path: str, launched_at
     os.dup2(log, 1)
     os.dup2(log, 2)
     try:
-        result = measure(Case(**case_dict))
+        result = measure(Case(**case_dict), artifacts=Path(log_path).with_suffix(""))
     except CaseError as error:  # a reason the user can act on, in one line: no traceback
         print(f"error: {error}")
         result = {"status": "error", "reason": str(error)}

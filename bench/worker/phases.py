@@ -7,13 +7,15 @@ import math
 import os
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from bench.errors import NotApplicable
 from bench.measure.flops import count_step_flops
-from bench.measure.memory import PeakMemory
+from bench.measure.memory import MemorySnapshot, PeakMemory, PhaseMemory
+from bench.measure.profile import profile_steps
 from bench.measure.target import QualityTracker
 from bench.measure.timing import step_timer, time_call, wall
 from bench.measure.window import PeriodicEval, WindowPolicy, WindowResult, block_steps, run_window
@@ -48,14 +50,22 @@ class Phases:
     peaks: dict[str, Any]
     evaluation: dict[str, float]
     eval_s: float
+    memory: dict[str, Any]
+    """Memory by phase and what holds it (bench/measure/memory.PhaseMemory)."""
+    profile: dict[str, Any] | None
+    """The profiled steps' summary (bench/measure/profile.py); None without profile_steps."""
     flags: list[str] = field(default_factory=list)
 
 
-def measure(case: Case, ranks: "Ranks | None" = None) -> dict[str, Any]:
+def measure(
+    case: Case, ranks: "Ranks | None" = None, artifacts: Path | None = None
+) -> dict[str, Any]:
     """Run the case's training steps and return ``runtime``, ``metrics``, ``samples``, ``flags``.
 
     ``ranks``: this process's place in a distributed case (bench/worker/distributed.py): its
-    device, the model wrapper, and the agreement that keeps every rank's window the same length."""
+    device, the model wrapper, and the agreement that keeps every rank's window the same length.
+    ``artifacts``: the path prefix of this job's files in the run's logs (``logs/<job>``), where
+    a profile's trace and a memory snapshot go."""
     device = ranks.device if ranks else torch.device(case.device)
     # The node's cores shared among its ranks (an oversubscribed CPU slows every rank down).
     threads = case.threads or max(1, len(os.sched_getaffinity(0)) // case.nproc)
@@ -67,13 +77,17 @@ def measure(case: Case, ranks: "Ranks | None" = None) -> dict[str, Any]:
     cold_cache = compiling.use_cold_cache() if case.compile_cache == "cold" else None
 
     setup_start = wall()
+    phase_memory = PhaseMemory(device)
     try:
         training = prepare(case, device, ranks.wrap if ranks else None)
     except NotApplicable as error:
         return {"status": "skipped", "reason": str(error)}
     pretrain_s = training.finetuned.pretrain_s if training.finetuned else None
     setup_s = wall() - setup_start - (pretrain_s or 0.0)
-    phases = run_phases(case, device, training, ranks, threads, setup_s, pretrain_s)
+    phase_memory.after_build()
+    phases = run_phases(
+        case, device, training, ranks, threads, setup_s, pretrain_s, phase_memory, artifacts
+    )
     result = build_result(case, device, training, phases)
     if cold_cache:
         shutil.rmtree(cold_cache, ignore_errors=True)
@@ -88,6 +102,8 @@ def run_phases(
     threads: int,
     setup_s: float,
     pretrain_s: float | None,
+    phase_memory: PhaseMemory,
+    artifacts: Path | None,
 ) -> Phases:
     """Everything after set-up, in order: the only place where the case's steps run."""
     workload, step = training.workload, training.step
@@ -105,9 +121,13 @@ def run_phases(
     flops_per_evaluation, flop_count_s = time_call(
         lambda: count_step_flops(eager, batch, autocast), device
     )
+    snapshot = MemorySnapshot(artifacts) if case.memory_snapshot else None
+    phase_memory.before_first_step()
     _, first_step_s = time_call(step, device)
+    phase_memory.after_first_step()
     frames_after_first_step = compiling.frames_compiled()
     _, warmup_s = time_call(lambda: [step() for _ in range(case.warmup_steps)], device)
+    snapshot_info = snapshot.dump() if snapshot else None
     step_estimate_s = warmup_s / case.warmup_steps if case.warmup_steps else first_step_s
 
     tracker = QualityTracker(
@@ -158,6 +178,16 @@ def run_phases(
     window_steps, window_train_s = len(window.step_times_s), sum(window.step_times_s)
     if periodic and tracker.record_end(window_steps, window_train_s, evaluation, final_eval_s):
         final_eval_s = 0.0
+    # After the window and the evaluation: what follows changes nothing that was measured.
+    phase_memory.optimizer_step_peak(step, training.optimizers.optimizers)
+    profiled = None
+    if case.profile_steps:
+        trace = artifacts.with_name(artifacts.name + ".pt.trace.json") if artifacts else None
+        profiled = profile_steps(step, case.profile_steps, device, trace)
+    memory_figures = phase_memory.result(
+        workload.model, training.optimizers.state_bytes(), peaks.get("peak_rss_bytes")
+    )
+    memory_figures["snapshot"] = snapshot_info
     workload.close()
     return Phases(
         threads=threads,
@@ -176,5 +206,7 @@ def run_phases(
         peaks=peaks,
         evaluation=evaluation,
         eval_s=eval_before_s + tracker.eval_s + final_eval_s,
+        memory=memory_figures,
+        profile=profiled,
         flags=flags,
     )

@@ -90,6 +90,8 @@ def build_result(
             "optimizer": optimizer,
             "amp": amp,
             "flops": flops,
+            "memory": phases.memory,
+            "profile": phases.profile,
             **data_wait_metrics(window.data_wait_s, window.step_times_s),
             **observed.metrics,
         },
