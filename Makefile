@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test lint format benchmark clean
+.PHONY: bench test lint format benchmark gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ format: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-autosave \
 		--benchmark-columns=min,median,iqr,mean,stddev,rounds
+
+# Every CUDA-specific check in one command on a GPU machine (docs/GPU_CHECK.md): from the source
+# tree with the interpreter given (PYTHON=python3), no virtual environment and nothing installed;
+# 8 minutes at most. `make gpu-check ARGS=--dry-run` prints the plan on any machine.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
