@@ -21,18 +21,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.measure.timing import synchronize
+from bench.results.metrics import PROFILE_CATEGORIES as CATEGORIES
 
 TOP_OPERATORS = 10
-CATEGORIES = (
-    "matmul",
-    "convolution",
-    "attention",
-    "normalisation",
-    "elementwise",
-    "optimizer",
-    "data copy",
-    "other",
-)
 # (category, pattern searched in the op's lower-cased name), first match wins.
 CATEGORY_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (category, re.compile(pattern))

@@ -10,18 +10,9 @@ import pandas as pd
 from bench.report.canvas import Plot, panels
 from bench.report.format import format_number
 from bench.report.tables import TableView
+from bench.results.metrics import PROFILE_CATEGORIES as CATEGORIES
 from bench.spec.case import case_labels
 
-CATEGORIES = (
-    "matmul",
-    "convolution",
-    "attention",
-    "normalisation",
-    "elementwise",
-    "optimizer",
-    "data copy",
-    "other",
-)  # as bench/measure/profile.py assigns them (documented in docs/METHOD.md)
 PROFILE_NOTE = (
     "From the profiled steps run after the measured window (profile_steps), not from the window "
     "itself: shares of the step's time per category (device time on CUDA, host self time on a "

@@ -10,6 +10,19 @@ often a target was reached) or ``rate`` (throughput: recomputed from the case's 
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# The categories of ``metrics.profile.shares``, in the order reports show them
+# (bench/measure/profile.py assigns ops to them; docs/METHOD.md, Profiles).
+PROFILE_CATEGORIES = (
+    "matmul",
+    "convolution",
+    "attention",
+    "normalisation",
+    "elementwise",
+    "optimizer",
+    "data copy",
+    "other",
+)
+
 
 @dataclass(frozen=True)
 class Figure:
