@@ -42,6 +42,8 @@ def build_result(
         tokens,
         evaluations_per_step=optimizer["function_evals_per_step"] or 1.0,
     )
+    if flops["above_peak"]:
+        flags.append("mfu_above_peak")
     amp = None
     if training.scaler is not None:
         amp = {
