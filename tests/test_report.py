@@ -31,6 +31,7 @@ from bench.report.frame import (
     speedup_vs_reference,
     varying_axes,
 )
+from bench.report.html import MAX_COLUMNS, SCRIPT, render_table
 from bench.report.plots import (
     batch_figure,
     compile_figure,
@@ -43,7 +44,7 @@ from bench.report.plots import (
 )
 from bench.report.plots_progress import finetune_figure, optimizer_figure
 from bench.report.report import build_report
-from bench.report.tables import render_markdown, render_terminal
+from bench.report.tables import TableView, render_markdown, render_terminal
 from bench.results.store import find_latest_runs, read_records
 from bench.spec.case import Case
 
@@ -632,7 +633,9 @@ def test_html_is_self_contained_and_escapes_user_strings(tmp_path):
     (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     report = build_report([run], tmp_path / "out", Console(file=io.StringIO()))
     page = report.html.read_text()
-    assert "<script" not in page.lower() and "<img src=x" not in page
+    # The one script is the page's own (sorting tables); the suite's name is text.
+    assert page.lower().count("<script") == 1 and f"<script>{SCRIPT}</script>" in page
+    assert "<img src=x" not in page
     assert "boom &lt;img src=x onerror=alert(1)&gt;" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "http://" not in page and "https://" not in page
@@ -688,3 +691,15 @@ def test_scaling_twin_with_the_same_strategy_where_one_process_records_one():
     ]
     agg = aggregate(records_frame(records))
     assert scaling_efficiency(agg).round(6).tolist() == [1.0, 0.8, 1.0, 0.9]
+
+
+def test_a_wide_table_keeps_its_first_columns_and_folds_the_rest():
+    headers = ["workload", "compile"] + [f"figure {i}" for i in range(12)]
+    view = TableView("wide", headers, [False, False] + [True] * 12, [["mlp", "eager"] + ["1"] * 12])
+    view = TableView(**{**view.__dict__, "key_columns": 2})
+    html = render_table(view)
+    main, folded = html.split("<details>")
+    assert main.count("<th>") == MAX_COLUMNS
+    # The folded table names its row again (the two settings), then the 4 columns left over.
+    assert folded.count("<th>") == 2 + len(headers) - MAX_COLUMNS
+    assert "<summary>more columns: figure 8, figure 9, figure 10, figure 11</summary>" in folded

@@ -1,6 +1,9 @@
 """The report as one self-contained HTML file: figures embedded as base64 PNG data, the style
-inline, no script and no external URL, so it opens offline and can be mailed or attached to a
-CI run. Every string that comes from records or suites (names, settings, reasons) is escaped.
+and one small script (sorting a table by a click on its header) inline, no external URL, so it
+opens offline and can be mailed or attached to a CI run. Every string that comes from records or
+suites (names, settings, reasons) is escaped. A table wider than :data:`MAX_COLUMNS` keeps its
+first columns in view and folds the rest into a second table (with the row's settings again),
+so that the page fits a 1,400-pixel window.
 """
 
 import base64
@@ -19,25 +22,76 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 caption, .caption { caption-side: bottom; text-align: left; color: #555; font-size: 0.85em; }
 figure { margin: 1em 0; } img { max-width: 100%; }
 .missing { color: #a33; } code { background: #f4f4f4; padding: 0 0.2em; }
+td { max-width: 26em; overflow-wrap: anywhere; }
+th.sortable { cursor: pointer; } th.sortable:hover { background: #e4e4e4; }
+th[aria-sort="ascending"]::after { content: " \\25B2"; }
+th[aria-sort="descending"]::after { content: " \\25BC"; }
+details { margin: 0.3em 0 0.8em; } summary { cursor: pointer; color: #345; }
+"""
+MAX_COLUMNS = 10
+# Click a header to sort its table by that column (numbers by value: "1,234", "8.00 ms ±6%",
+# "1.38×" and "12%" by their leading number; text alphabetically); click again to reverse.
+SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, column) {
+    th.classList.add("sortable");
+    th.addEventListener("click", function () {
+      var body = table.tBodies[0], rows = Array.from(body.rows);
+      var up = th.getAttribute("aria-sort") !== "ascending";
+      table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", up ? "ascending" : "descending");
+      var key = function (row) {
+        var text = row.cells[column].textContent.trim();
+        var number = parseFloat(text.replace(/,/g, ""));
+        return isNaN(number) ? text.toLowerCase() : number;
+      };
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (typeof x !== typeof y) { return (typeof x === "number" ? -1 : 1); }
+        return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
 """
 
 
-def render_table(view: TableView) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in view.headers)
+def _table(headers: list[str], numeric: list[bool], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td class="num">{escape(cell)}</td>' if numeric else f"<td>{escape(cell)}</td>"
-            for cell, numeric in zip(row, view.numeric)
+            f'<td class="num">{escape(cell)}</td>' if is_number else f"<td>{escape(cell)}</td>"
+            for cell, is_number in zip(row, numeric)
         )
         + "</tr>"
-        for row in view.rows
+        for row in rows
     )
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def render_table(view: TableView) -> str:
     caption = f'<p class="caption">{escape(view.caption)}</p>' if view.caption else ""
-    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{caption}"
+    if len(view.headers) <= MAX_COLUMNS:
+        table = _table(view.headers, view.numeric, view.rows)
+    else:
+        # The row's settings again, then the columns past the first MAX_COLUMNS.
+        key = min(view.key_columns, MAX_COLUMNS)
+        more = [*range(key), *range(MAX_COLUMNS, len(view.headers))]
+        table = _table(
+            view.headers[:MAX_COLUMNS], view.numeric, [r[:MAX_COLUMNS] for r in view.rows]
+        )
+        folded = _table(
+            [view.headers[i] for i in more],
+            [view.numeric[i] for i in more],
+            [[row[i] for i in more] for row in view.rows],
+        )
+        names = ", ".join(view.headers[MAX_COLUMNS:])
+        table += f"<details><summary>more columns: {escape(names)}</summary>{folded}</details>"
     if view.folded:
-        return f"<details><summary>{escape(view.title)}</summary>{table}</details>"
-    return f"<h3>{escape(view.title)}</h3>{table}"
+        return f"<details><summary>{escape(view.title)}</summary>{table}{caption}</details>"
+    return f"<h3>{escape(view.title)}</h3>{table}{caption}"
 
 
 def render_plot(plot: Plot) -> str:
@@ -83,5 +137,5 @@ def render_html(
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Benchmark report</title><style>{STYLE}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
+        f"<body>{''.join(body)}<script>{SCRIPT}</script></body></html>\n"
     )

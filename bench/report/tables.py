@@ -76,6 +76,9 @@ class TableView:
     caption: str = ""
     folded: bool = False
     """Secondary detail: folded (HTML ``<details>``) until the reader opens it."""
+    key_columns: int = 1
+    """The leading columns that name a row (a case's settings): repeated beside the columns that
+    a page too narrow for the whole table folds away (bench/report/html.py)."""
 
 
 def suite_tables(agg: pd.DataFrame) -> list[TableView]:
@@ -177,6 +180,7 @@ def _results_table(
         numeric=[header not in (*axes, "status", "flags") for header in columns],
         rows=[list(row) for row in zip(*columns.values())],
         caption=" ".join(notes),
+        key_columns=len(axes),
     )
 
 
