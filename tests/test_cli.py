@@ -162,7 +162,7 @@ def test_report_command_writes_markdown(tmp_path, bench):
     lines = (results / "report" / "report.md").read_text().splitlines()
     # The fixture's default-compiled case: 8 ms against eager's 11 ms, 1.38x (tests/test_report.py).
     assert (
-        "| default | ok | 8.00 ms ±6.2% | 8,000 | 1.38× | 1.49 | cold, warm | 497 | 160 | 0.900 "
+        "| default | ok | 8.00 ms ±6.2% | 8,000 | 1.38× | 1.45 | cold, warm | 484 | 160 | 0.900 "
         "| 0.390 |" in lines
     )
     assert "report written:" in done.stdout

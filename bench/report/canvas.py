@@ -92,3 +92,44 @@ def bars(
     for label in ax.get_xticklabels():
         label.set_rotation(30)
         label.set_horizontalalignment("right")
+
+
+# A case's curve sets no scale when it ends this far past the median case (x) or reads this far
+# above the median case's highest reading (y): it is cut at the panel's edge and marked there.
+OUTLIER_FACTOR = 3.0
+
+
+def scale_without_outliers(ax: Any, curves: pd.DataFrame, x: str, y: str, label: str) -> list[str]:
+    """Limits for a panel of curves (``label`` names each curve) that the bulk of the curves
+    fill: a curve much longer than the others, or readings far above the others', are cut at
+    the edge with a marker and a note instead of flattening every other curve. Returns the
+    notes (also written on the panel)."""
+    ends = curves.groupby(label)[x].max()
+    peaks = curves.groupby(label)[y].max()
+    x_top = OUTLIER_FACTOR * float(ends.median())
+    y_top = OUTLIER_FACTOR * float(peaks.median())
+    notes = []
+    for name, end in ends.items():
+        if end > x_top:
+            notes.append(f"{name} runs on to {end:.3g} s")
+    high = curves[curves[y] > y_top]
+    for name, readings in high.groupby(label):
+        notes.append(f"{name} reads up to {readings[y].max():.3g}")
+        ax.plot(readings[x].clip(upper=x_top), [y_top] * len(readings), "k^", markersize=5)
+    if notes:
+        inside = curves[(curves[x] <= x_top) & (curves[y] <= y_top)]
+        low = float(inside[y].min())
+        margin = 0.04 * (y_top - low)
+        ax.set_xlim(0, x_top if len(ends[ends > x_top]) else None)
+        ax.set_ylim(low - margin, y_top + margin if len(high) else None)
+        ax.text(
+            0.98,
+            0.98,
+            "off scale (marked): " + "; ".join(notes),
+            ha="right",
+            va="top",
+            fontsize=6,
+            wrap=True,
+            transform=ax.transAxes,
+        )
+    return notes

@@ -9,7 +9,16 @@ from typing import Any
 import pandas as pd
 import seaborn as sns
 
-from bench.report.canvas import Plot, bars, case_hue, finish, panels, setting_text
+from bench.report.canvas import (
+    Plot,
+    bars,
+    case_hue,
+    finish,
+    log_if_wide,
+    panels,
+    scale_without_outliers,
+    setting_text,
+)
 from bench.report.curves import common_loss_target, loss_curves, time_to_loss
 from bench.report.format import MIB
 from bench.report.frame import distinguishing_axes, eval_columns
@@ -45,10 +54,13 @@ def optimizer_figure(
     )
     if target is not None:
         ax1.axhline(target, color="grey", linestyle="--", linewidth=1)
+    outliers = scale_without_outliers(ax1, curves, "window_s", "loss", "label")
     ax1.set_xlabel("window time (s)")
     ax1.set_ylabel("training loss")
     ax1.legend(fontsize=7)
     bars(ax2, data, "optimizer", "time_to_target_s", hue_col, "time to target (s)")
+    log_if_wide(ax2, data["time_to_target_s"].dropna())
+    unreached = data.loc[data["time_to_target_s"].isna(), "optimizer"].astype(str).tolist()
     bars(ax3, data, "optimizer", "state_mib", hue_col, "optimizer state (MiB)")
     if ax2.get_legend() is not None:
         ax2.get_legend().remove()  # the same labels as the state panel's
@@ -58,10 +70,17 @@ def optimizer_figure(
     return Plot(
         "optimizers",
         "Optimizers: loss against time, time to target, state memory",
-        f"Left: each repeat's loss readings against the measured time of the steps before them. "
-        f"Middle: time until the loss first reached {target:.4g} (dashed, left), the lowest "
-        f"loss that every case reached (read at block ends, about every 0.25 s of steps). "
-        f"Right: bytes held in the optimizer's state. One bar per case.",
+        "Left: each repeat's loss readings against the measured time of the steps before them"
+        + (
+            f"; off the scale the other curves set (marked): {'; '.join(outliers)}"
+            if outliers
+            else ""
+        )
+        + f". Middle: time until the loss first reached {target:.4g} (dashed, left), the lowest "
+        f"loss that at least two thirds of the cases reached (read at block ends, about every "
+        f"0.25 s of steps)"
+        + (f"; not reached by {', '.join(unreached)}" if unreached else "")
+        + ". Right: bytes held in the optimizer's state. One bar per case.",
         fig,
     )
 
