@@ -23,6 +23,7 @@ import pytest
 from rich.console import Console
 
 from bench.errors import UserError
+from bench.report.curves import loss_curves
 from bench.report.faq import faq_sections
 from bench.report.frame import (
     aggregate,
@@ -707,3 +708,35 @@ def test_a_wide_table_keeps_its_first_columns_and_folds_the_rest():
     # The folded table names its row again (the two settings), then the 4 columns left over.
     assert folded.count("<th>") == 2 + len(headers) - MAX_COLUMNS
     assert "<summary>more columns: figure 8, figure 9, figure 10, figure 11</summary>" in folded
+
+
+OPTIMIZERS_RUN = Path(__file__).parent / "fixtures" / "report" / "optimizers" / "20261203-171719"
+
+
+def test_outliers_are_marked_instead_of_flattening_the_other_loss_curves():
+    # A real run of suites/optimizers on this 2-core CPU under load: rmsprop's first readings
+    # are 4,300 and 1,446, adagrad's 14.6; lbfgs ran 239 s of steps, muon 5 steps of ~10 s.
+    records = read_records(OPTIMIZERS_RUN)
+    agg = aggregate(records_frame(records))
+    plot = optimizer_figure(agg, records, ["optimizer"])
+    loss_ax = plot.figure.axes[0]
+    bottom, top = loss_ax.get_ylim()
+    right = loss_ax.get_xlim()[1]
+    assert top < 10 and right < 239  # neither 4,300 nor lbfgs' 239 s sets the scale
+    title = loss_ax.get_title()
+    assert "rmsprop reads up to 4.3e+03" in title and "adagrad reads up to 14.6" in title
+    assert "lbfgs runs on to 239 s" in title and "lbfgs runs on to" in plot.caption
+    marked = [line for line in loss_ax.get_lines() if line.get_marker() == "^"]
+    assert marked and all(max(line.get_ydata()) <= top for line in marked)
+    curves = loss_curves(records, ["optimizer"])
+    # Marked off scale: rmsprop, adagrad (readings), lbfgs (time). Muon trained 5 steps and its
+    # loss moved from 2.24 to 1.97 only: 11% of any panel that holds the others from 2.3 down.
+    skipped = {"rmsprop", "adagrad", "lbfgs", "muon"}
+    for optimizer, curve in curves.groupby("optimizer"):
+        if optimizer in skipped:
+            continue
+        seen = curve[curve["window_s"] <= right]["loss"]
+        span = (min(seen.max(), top) - seen.min()) / (top - bottom)
+        assert span >= 1 / 3, f"{optimizer} spans {span:.0%} of the panel"
+    # The time-to-target panel: a target two thirds of the cases reach; the others named.
+    assert "not reached by sgd, muon, lbfgs" in plot.caption

@@ -106,8 +106,9 @@ def scale_without_outliers(ax: Any, curves: pd.DataFrame, x: str, y: str, label:
     notes (also written on the panel)."""
     ends = curves.groupby(label)[x].max()
     peaks = curves.groupby(label)[y].max()
-    x_top = OUTLIER_FACTOR * float(ends.median())
-    y_top = OUTLIER_FACTOR * float(peaks.median())
+    # The scale the other curves set: the longest and the highest of those that are no outlier.
+    x_top = 1.02 * float(ends[ends <= OUTLIER_FACTOR * ends.median()].max())
+    y_top = 1.05 * float(peaks[peaks <= OUTLIER_FACTOR * peaks.median()].max())
     notes = []
     for name, end in ends.items():
         if end > x_top:
@@ -120,16 +121,16 @@ def scale_without_outliers(ax: Any, curves: pd.DataFrame, x: str, y: str, label:
         inside = curves[(curves[x] <= x_top) & (curves[y] <= y_top)]
         low = float(inside[y].min())
         margin = 0.04 * (y_top - low)
-        ax.set_xlim(0, x_top if len(ends[ends > x_top]) else None)
-        ax.set_ylim(low - margin, y_top + margin if len(high) else None)
-        ax.text(
-            0.98,
-            0.98,
-            "off scale (marked): " + "; ".join(notes),
-            ha="right",
-            va="top",
-            fontsize=6,
-            wrap=True,
-            transform=ax.transAxes,
+        if (ends > x_top).any():
+            ax.set_xlim(0, x_top)
+        if len(high):
+            ax.set_ylim(low - margin, y_top + margin)
+        ax.set_title(
+            "off scale, marked \u25b2 / \u2192: " + "; ".join(notes), fontsize=7, wrap=True
         )
+        for name in ends[ends > x_top].index:
+            last = curves[curves[label] == name].sort_values(x)
+            inside_last = last[last[x] <= x_top]
+            if len(inside_last):
+                ax.annotate("\u2192", (x_top, float(inside_last[y].iloc[-1])), fontsize=9)
     return notes

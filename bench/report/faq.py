@@ -112,7 +112,8 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
         "How to choose an optimizer?",
         "Per optimizer, same model, data, seed and steps: time and steps until the suite's own "
         "target (metrics.target) where it sets one, else until the training loss first reached "
-        "the lowest loss every case reached (from the loss readings and the measured step "
+        "the lowest loss at least two thirds of the cases reached (from the loss readings and "
+        "the measured step "
         "times); the final loss, the optimizer state, the step time. The table's title names "
         "the target.",
     )
@@ -129,7 +130,7 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
         # The other settings that tell cases apart (a workload), the optimizer's own lr aside.
         others = distinguishing_axes(cases, axes, "optimizer")
         own = _suite_target(cases)
-        if own is None:  # no metrics.target: the lowest loss every case reached
+        if own is None:  # no metrics.target: the lowest loss two thirds of the cases reached
             suite_records = [r for r in records if r.get("suite") == suite]
             curves = loss_curves(suite_records, ["optimizer"])
             target = common_loss_target(curves)

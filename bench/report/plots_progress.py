@@ -61,6 +61,13 @@ def optimizer_figure(
     bars(ax2, data, "optimizer", "time_to_target_s", hue_col, "time to target (s)")
     log_if_wide(ax2, data["time_to_target_s"].dropna())
     unreached = data.loc[data["time_to_target_s"].isna(), "optimizer"].astype(str).tolist()
+    if unreached and target is not None:
+        labels = [tick.get_text() for tick in ax2.get_xticklabels()]
+        for name in unreached:
+            if name in labels:
+                ax2.text(
+                    labels.index(name), 0, "not\nreached", ha="center", va="bottom", fontsize=6
+                )
     bars(ax3, data, "optimizer", "state_mib", hue_col, "optimizer state (MiB)")
     if ax2.get_legend() is not None:
         ax2.get_legend().remove()  # the same labels as the state panel's
