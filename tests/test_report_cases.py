@@ -280,3 +280,37 @@ def test_suites_whose_names_sanitise_alike_keep_their_own_figures(tmp_path):
     assert len(report.figures) == len(on_disk) == 3
     assert sorted(report.figures) == on_disk
     assert "a_b-finetune.png" in [path.name for path in on_disk]  # a plain name stays plain
+
+
+def _precision_records(steps: tuple[int, int], rise: tuple[int | None, int | None]):
+    """fp32 and bf16 of one mlp: eval loss 0.30 and 0.35 after ``steps``; peak RSS 520 MiB for
+    both, of which ``rise`` MiB above the process's RSS before the model was built."""
+    return [
+        _hand(
+            precision,
+            {"workload": "mlp", "precision": precision},
+            {
+                "eval": {"loss": loss},
+                "steps_trained": trained,
+                "peak_rss_bytes": 520 * MIB,
+                "memory": {"window_rss_rise_bytes": r * MIB} if r is not None else None,
+            },
+            suite="precision",
+        )
+        for precision, loss, trained, r in zip(("fp32", "bf16"), (0.30, 0.35), steps, rise)
+    ]
+
+
+def test_quality_figures_are_said_not_comparable_after_different_training():
+    unequal = render_markdown(aggregate(records_frame(_precision_records((756, 172), (20, 9)))))
+    assert "NOT comparable across these cases: they trained different numbers of steps" in unequal
+    equal = render_markdown(aggregate(records_frame(_precision_records((40, 40), (20, 9)))))
+    assert "NOT comparable" not in equal
+
+
+def test_cpu_peak_memory_is_the_rise_above_the_pre_build_baseline():
+    markdown = render_markdown(aggregate(records_frame(_precision_records((40, 40), (20, None)))))
+    rows = [line for line in markdown.splitlines() if line.startswith(("| fp32 ", "| bf16 "))]
+    # fp32: 20 MiB above its baseline (not the 520 MiB of the whole process); bf16's record has
+    # no baseline (an older record): its peak RSS, 520.
+    assert "| 20 |" in rows[0] and "| 520 |" in rows[1]

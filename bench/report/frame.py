@@ -384,10 +384,15 @@ def scaling_efficiency(cases: pd.DataFrame) -> pd.Series:
 
 
 def peak_memory_bytes(cases: pd.DataFrame) -> pd.Series:
-    """The allocator peak on CUDA (what the model needs), the process RSS on CPU."""
+    """The allocator peak on CUDA (what the model needs); on a CPU the rise of the process's
+    RSS over its baseline before the model was built, where records hold it (the ~500 MB of an
+    imported torch say nothing of the model), else the window's peak RSS."""
+    host = cases["peak_rss_bytes"]
+    if "window_rss_rise_bytes" in cases.columns:
+        host = cases["window_rss_rise_bytes"].fillna(host)
     if "device" not in cases.columns:
-        return cases["peak_rss_bytes"]
-    return cases["peak_alloc_bytes"].where(cases["device"] == "cuda", cases["peak_rss_bytes"])
+        return host
+    return cases["peak_alloc_bytes"].where(cases["device"] == "cuda", host)
 
 
 def _match_key(values: Iterable[Any]) -> tuple[Any, ...]:

@@ -42,7 +42,14 @@ STEP_TIME_NOTE = (
     "the repeats' medians, as % of the median (none with a single ok repeat)."
 )
 SPEEDUP_NOTE = "speedup: eager step time / this case's step time, all other settings equal."
-MEMORY_NOTE = "peak MiB: CUDA allocator peak on cuda, the worker's peak RSS over the window on cpu."
+MEMORY_NOTE = (
+    "peak MiB: CUDA allocator peak on cuda; on cpu the rise of the worker's RSS over the window "
+    "above its RSS before the model was built (the peak RSS itself in older records)."
+)
+QUALITY_NOTE = (
+    "The held-out figures are NOT comparable across these cases: they trained different numbers "
+    "of steps (steps trained); set min_steps = max_steps to compare quality at equal training."
+)
 CACHE_NOTE = (
     "compile s: the compiled case's first step less its steady step, less the same excess of "
     "its eager twin's first step (first-call costs eager pays too); as recorded where there is "
@@ -175,6 +182,8 @@ def _results_table(
     if eval_columns(cases) and cases["steps_trained"].notna().any():
         # Held-out quality depends on how long a case trained: show it beside the eval figures.
         columns["steps trained"] = [format_number(v, ".0f") for v in cases["steps_trained"]]
+        if cases["steps_trained"].dropna().nunique() > 1:
+            notes.append(QUALITY_NOTE)
     for column in [*eval_before_columns(cases), *eval_columns(cases)]:
         if cases[column].notna().any():
             header = column.replace("_", " ")

@@ -43,6 +43,7 @@ METRIC_PATHS_AND_RULES: dict[str, Figure] = {
     "peak_alloc_bytes": Figure(("peak_alloc_bytes",), "max"),
     "peak_reserved_bytes": Figure(("peak_reserved_bytes",), "max"),
     "peak_rss_bytes": Figure(("peak_rss_bytes",), "max"),
+    "window_rss_rise_bytes": Figure(("memory", "window_rss_rise_bytes"), "max"),
     "lifetime_peak_rss_bytes": Figure(("lifetime_peak_rss_bytes",), "max"),
     "num_params": Figure(("num_params",), "median"),
     "trainable_params": Figure(("trainable_params",), "median"),
