@@ -63,12 +63,14 @@ def setting_text(value: Any) -> str:
 
 
 def finish(fig: Any, hue: pd.Series | None) -> None:
+    """One legend for the figure, beside its last panel (never over its bars)."""
     for ax in fig.axes:
         legend = ax.get_legend()
         if legend is not None and ax is not fig.axes[-1]:
             legend.remove()
-        elif legend is not None and hue is not None:
-            legend.set_title(str(hue.name))  # the axes the labels are values of
+        elif legend is not None:
+            title = str(hue.name) if hue is not None else legend.get_title().get_text()
+            sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, title=title)
     fig.tight_layout()
 
 

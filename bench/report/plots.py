@@ -114,7 +114,8 @@ def precision_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
     return Plot(
         "precision",
         "Precision: speed, memory, loss reached",
-        "Throughput, peak memory (CUDA allocator peak; process RSS on a CPU) and the training "
+        "Throughput, peak memory (CUDA allocator peak; on a CPU the RSS rise above the process "
+        "before the model was built) and the training "
         "loss over the window's last block, per precision; a missing bar: skipped or failed.",
         fig,
     )
@@ -309,7 +310,8 @@ def write_plots(plots: list[Plot], directory: Path, prefix: str) -> list[Plot]:
     directory.mkdir(parents=True, exist_ok=True)
     for plot in plots:
         plot.path = directory / f"{safe_name(prefix)}-{plot.name}.png"
-        plot.figure.savefig(plot.path, format="png")
+        # "tight": the figure grows to hold a legend placed beside its last panel.
+        plot.figure.savefig(plot.path, format="png", bbox_inches="tight")
         plt.close(plot.figure)
     return plots
 
