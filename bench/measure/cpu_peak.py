@@ -9,7 +9,7 @@ same number and only the first pays the second or two it takes.
 
 A peak measured on a busy machine is no peak: each entry keeps the load per core it was measured
 under, and is measured again (keeping the better of the two) when that load was above
-:data:`BUSY_LOAD_PER_CORE` and the machine is quieter now, or when a case achieves more than
+:data:`BUSY_LOAD_PER_CORE` and the machine is no longer busy, or when a case achieves more than
 :data:`SUSPECT_MFU` of it (bench/measure/mfu.py).
 """
 
@@ -61,7 +61,7 @@ def cpu_peak(dtype: str, threads: int, remeasure: bool = False) -> Peak:
     entry = cache.get(key)
     load = load_per_core()
     busy_then = entry is not None and entry.get("load_per_core", 0.0) > BUSY_LOAD_PER_CORE
-    if entry is None or remeasure or (busy_then and load < entry["load_per_core"]):
+    if entry is None or remeasure or (busy_then and load <= BUSY_LOAD_PER_CORE):
         flops_per_s, size = measure_matmul(DTYPES[dtype], threads)
         if entry is None or flops_per_s > entry["flops_per_s"]:
             entry = cache[key] = {
