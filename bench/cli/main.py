@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
+    # Ctrl-C stops bench even when it started with SIGINT ignored, as every background job of a
+    # shell without job control does (`make test &`, a CI script's `cmd &`): Python then keeps
+    # it ignored and a SIGINT was dropped, the sweep running on to its end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # SIGTERM unwinds like Ctrl-C: the launcher's clean-up kills the running case's process
     # group and the fork server exits with us, instead of the case running on to its end.
     signal.signal(signal.SIGTERM, _terminate)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import atomic
+from bench import atomic, testpoint
 from bench.errors import UserError
 from bench.results.metrics import METRIC_PATHS
 
@@ -192,6 +192,7 @@ class RecordWriter:
         if written != len(line):  # a short write: disk full; leave no half record behind
             os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_END) - written)
             raise OSError(f"{self.path}: short write ({written} of {len(line)} bytes)")
+        testpoint.reached("record")
         os.fsync(self._fd)
 
     def close(self) -> None:

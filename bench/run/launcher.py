@@ -14,12 +14,14 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
+from bench import testpoint
 from bench.machine.process import die_with_parent
 from bench.run import torchrun
 from bench.spec.case import Case
@@ -27,6 +29,8 @@ from bench.spec.case import Case
 LOG_TAIL_LINES = 20
 # Phases of a worker that run training steps (or evaluate); the rest of its wall time is fixed cost.
 MEASURED_PHASES = ("first_step_s", "warmup_s", "window_s", "eval_s")
+# What `bench` turns into a clean stop (bench/cli/main.py).
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 PRELOAD = [
     "bench.worker.entry",
     "bench.worker.distributed",  # and with it torch.distributed's launcher (torchrun's agent)
@@ -65,14 +69,9 @@ class Launcher:
         self._context = multiprocessing.get_context("forkserver")
         # Everything a case imports, paid once per sweep instead of once per case.
         self._context.set_forkserver_preload(PRELOAD)
-        # The fork server starts with Ctrl-C ignored (an exec keeps an ignored signal ignored):
-        # a Ctrl-C while it imports torch would otherwise print its traceback. The launcher alone
-        # handles Ctrl-C; workers sit in process groups of their own and are killed by it.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
+        with stops_held():
+            testpoint.reached("fork-server")
             forkserver.ensure_running()
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     def run(self, job: Job) -> dict[str, Any]:
         """Run one job to its end and return the worker's result, with ``timing`` filled in."""
@@ -124,14 +123,23 @@ class Launcher:
     ) -> dict[str, Any]:
         """Run ``target(*args, launched)`` in a forked process; its result file, or a failure.
         ``explain`` rewrites a failure's status and reason (torchrun's, per rank)."""
+        # A result left by a worker of an interrupted run (stopped before it was read) is not
+        # this worker's.
+        result_path.unlink(missing_ok=True)
         launched = time.time()
         # Not daemonic: multiprocessing forbids a daemonic process children of its own, and a
         # case's DataLoader forks its workers (and torchrun's agent its ranks). The finally
         # below reaps the worker and its group whatever happens, and the worker dies with the
         # fork server (_isolated).
         process = self._context.Process(target=_isolated, args=(target, *args, launched))
-        process.start()
         try:
+            with stops_held():  # a fork server that died is started again, as in __init__
+                forkserver.ensure_running()
+            # A stop before its pid is known leaves the process to die with the fork server,
+            # which exits with bench (_isolated).
+            testpoint.reached("start")
+            process.start()
+            testpoint.reached("running")
             process.join(timeout_s)
             timed_out = process.is_alive()
         finally:
@@ -141,7 +149,7 @@ class Launcher:
             if process.pid is not None:
                 # Its descendants only while it runs: once it has exited, its pid may be reused.
                 torchrun.kill_tree(process.pid, descendants=process.is_alive())
-            process.join()
+                process.join()
         wall_s = time.time() - launched
         from_worker = not timed_out and result_path.exists()
         if timed_out:
@@ -170,6 +178,7 @@ class Launcher:
     def collect_env(self, repo: Path) -> dict[str, Any]:
         """The environment as a forked worker sees it, so it describes the torch that cases use."""
         result_path = self.run_dir / "logs" / "env.result.json"
+        testpoint.reached("env")
         result = self._call(
             _write_env, (str(repo), str(result_path)), result_path, result_path, 120
         )
@@ -177,11 +186,33 @@ class Launcher:
         return result
 
 
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (blocked, not ignored: one that arrives is delivered on leaving)
+    while the fork server is started.
+
+    The fork server inherits the blocked mask through exec, so it imports torch with stops held (a
+    Ctrl-C at the terminal reaches its process group, and would end it with a traceback), then
+    ignores SIGINT itself; its children unblock them (_isolated). Ignoring SIGINT here instead,
+    as before, dropped a Ctrl-C that came meanwhile, and a fork server started again after it
+    died was not protected at all.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _isolated(target: Callable[..., None], *args: Any) -> None:
     """First thing in every child: detach it, then run ``target``."""
+    fork_server = os.getppid()
     # Own process group: a Ctrl-C at the terminal reaches the launcher only, and the launcher can
     # kill the whole group (inductor's compile workers included).
     os.setpgrp()
+    # Inherited from the fork server, which started with stops held (stops_held): a case's
+    # process takes SIGINT and SIGTERM as a process does.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # Every child of a fork server inherits the write end of its "alive" pipe (multiprocessing
     # passes it with each request): while a child held it, the fork server never saw the
     # launcher go (EOF on that pipe) and outlived a SIGKILLed bench, and the child's PDEATHSIG
@@ -190,7 +221,7 @@ def _isolated(target: Callable[..., None], *args: Any) -> None:
     _drop_fork_server_alive_fd()
     # Die with the fork server, which exits when the launcher does (even by SIGKILL), so that a
     # killed sweep leaves no case running on. Linux only: prctl(PR_SET_PDEATHSIG, SIGKILL).
-    die_with_parent()
+    die_with_parent(fork_server)
     target(*args)
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from bench import testpoint
 from bench.errors import UserError
 from bench.machine.env import relevant_env_vars
 from bench.machine.paths import PROJECT_ROOT
@@ -183,6 +184,7 @@ class _Sink:
         self.num_finished += 1
         self.progress.console.print(f"[{self.num_finished}/{self.total}] {label}: {line}")
         self.progress.advance(self.task)
+        testpoint.reached("between")
 
 
 def _warn_if_busy(console: Console) -> None:
