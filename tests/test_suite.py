@@ -116,7 +116,14 @@ def test_path_with_or_without_extension(tmp_path):
             "[[include]]\nworkload = 'gpt'\nprecision = 'int8'\n",
             "[[include]] precision = 'int8': allowed: fp32, tf32, bf16, amp-bf16, amp-fp16",
         ),
-        ("[suite]\nname = ''\n", "[suite] name = '': must be a non-empty string"),
+        ("[suite]\nname = ''\n", "[suite] name = '': use letters, digits, '.', '_' and '-'"),
+        (
+            "[suite]\nname = '../../../tmp/escape'\n",
+            "[suite] name = '../../../tmp/escape': use letters, digits, '.', '_' and '-'",
+        ),
+        ("[suite]\nname = 'a/b'\n", "[suite] name = 'a/b': use letters, digits"),
+        ("[suite]\nname = '..'\n", "[suite] name = '..': use letters, digits"),
+        ("[suite]\nname = '.hidden'\n", "[suite] name = '.hidden': use letters, digits"),
     ],
 )
 def test_validation_error_names_section_key_value_and_allowed(tmp_path, text, expected):

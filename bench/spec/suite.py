@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError, UserError
+from bench.names import NAME_RULE, is_path_name
 from bench.spec.case import CONDITIONAL_KEYS, Case
 from bench.spec.checks import unknown_key_help
 from bench.spec.choices import DEVICES
@@ -74,8 +75,10 @@ def load(name: str) -> Suite:
     meta = _table(raw, "suite", path)
     _check_keys(meta, _SUITE_KEYS, path, "[suite]", fail)
     name_value = meta.get("name", path.stem)
-    if not isinstance(name_value, str) or not name_value.strip():
-        raise fail("[suite]", "name", name_value, "must be a non-empty string")
+    if not is_path_name(name_value):
+        # It names the suite's folder of runs, results/<name>/: never a way out of it.
+        given = "" if "name" in meta else " (the file's name: give [suite] name)"
+        raise fail("[suite]", "name", name_value, f"use {NAME_RULE} characters{given}")
     base = _table(raw, "base", path)
     _check_keys(base, CASE_KEYS, path, "[base]", fail)
     matrix = _matrix(raw, "matrix", path, fail)
