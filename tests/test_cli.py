@@ -30,6 +30,10 @@ def workdir(tmp_path):
     run_dir.mkdir(parents=True)
     (run_dir / "records.jsonl").write_bytes(BAD_RECORDS)
     (run_dir / "run.json").write_text('{"cases": [], "order": "interleaved", "seed": 0}')
+    write_suite(tmp_path, "escape", '[suite]\nname = "../../../tmp/escape"\n')
+    write_suite(tmp_path, "slash", '[suite]\nname = "a/b"\n')
+    (tmp_path / "afile").write_text("not a directory\n")
+    (tmp_path / "r.jsonl").write_bytes(BAD_RECORDS)
     return tmp_path
 
 
@@ -93,6 +97,18 @@ BAD_INPUTS = [
     (["report", "--results", "nothing"], "nothing: no such results directory"),
     (["report", "old/ok/20260101-000000"], "records.jsonl:2: not valid JSON"),
     (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
+    # A suite's name is the folder of its runs: never a way out of --out.
+    (
+        ["run", "escape", "--out", "a/b/c"],
+        "escape.toml: [suite] name = '../../../tmp/escape': use letters, digits, '.', '_' and '-'",
+    ),
+    (["run", "slash", "--out", "res", "--dry-run"], "[suite] name = 'a/b': use letters, digits"),
+    (["run", "ok", "--out", "afile"], "--out afile: afile is a file, not a directory"),
+    (["run", "ok", "--out", "afile/res"], "--out afile/res: afile is a file, not a directory"),
+    (["run", "ok", "--out", "/proc/nope", "--device", "cpu"], "/proc/nope: cannot create"),
+    (["report", "/nonexistent"], "/nonexistent: no such file or directory; give a run directory"),
+    (["report", "r.jsonl"], "r.jsonl: a file, but not a run's records.jsonl or a suite file"),
+    (["report", "old/ok/20260101-000000/records.jsonl"], "records.jsonl:2: not valid JSON"),
 ]
 
 
@@ -166,6 +182,46 @@ def test_report_command_writes_markdown(tmp_path, bench):
         "| 0.390 |" in lines
     )
     assert "report written:" in done.stdout
+
+
+def test_every_argument_has_a_help_line_and_its_default():
+    import argparse
+
+    from bench.cli.main import build_parser
+
+    def actions(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from actions(sub, [*path, name])
+            elif not isinstance(action, argparse._HelpAction):
+                yield path, sub_help(parser), action
+
+    def sub_help(parser):
+        return " ".join(parser.format_help().split())
+
+    seen = 0
+    for path, text, action in actions(build_parser(), ["bench"]):
+        name = " ".join(path + (action.option_strings[:1] or [action.dest]))
+        assert action.help, name
+        default = action.default
+        if default is not None and default is not False and default != []:
+            # The formatter's "(default: X)", or the help text's own words for it.
+            assert f"(default: {default})" in text or "default" in action.help, name
+        seen += 1
+    assert seen > 60  # every command's arguments were walked
+
+
+def test_gate_and_ab_repeats_say_what_each_repeats():
+    from bench.cli.main import build_parser
+
+    def repeats_help(command):
+        (sub,) = [a for a in build_parser()._actions if hasattr(a, "choices") and a.choices]
+        (action,) = [a for a in sub.choices[command]._actions if "--repeats" in a.option_strings]
+        return action.help
+
+    assert repeats_help("gate").startswith("processes per case")
+    assert repeats_help("ab").startswith("rounds, each one bench run --repeats 1 per side")
 
 
 def test_readme_and_ci_use_the_two_commands():

@@ -81,3 +81,41 @@ def test_a_stop_at_any_moment_keeps_records_and_resume_finishes(tmp_path, bench_
     jobs = sorted((r["config"]["batch_size"], r["repeat"]) for r in records)
     assert jobs == [(16, 0), (16, 1), (32, 0), (32, 1)]
     assert all(r["status"] == "ok" for r in records)
+
+
+# A max-batch search that probes batch 64 only (mlp's default batch is 64, the limit 64), with the
+# run length of its probes (bench/run/maxbatch.py), so that its probe is the very case at 64.
+PROBED = """
+[suite]
+name = "probed"
+[base]
+workload = "mlp"
+model_size = "tiny"
+data = "digits"
+repeats = 1
+threads = 1
+warmup_steps = 1
+min_steps = 3
+max_steps = 3
+min_time_s = 0.0
+max_batch_limit = 64
+[matrix]
+batch_size = ["max", 64]
+"""
+
+
+def test_resume_does_not_take_a_probe_for_the_case_at_its_batch_size(tmp_path, bench_env):
+    path = write_suite(tmp_path, "probed", PROBED)
+    args = ["run", str(path), "--out", "res", "--device", "cpu"]
+    hook = {"BENCH_TEST_SIGNAL_AT": "between:1", "BENCH_TEST_SIGNAL": "INT"}  # after the search
+    assert _bench(tmp_path, bench_env, args, hook).returncode == 130
+    (run_dir,) = (tmp_path / "res" / "probed").iterdir()
+    done = _bench(tmp_path, bench_env, ["run", "--resume", str(run_dir)], {})
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    assert [(r["config"]["batch_size"], r["flags"]) for r in records] == [
+        (64, ["max_batch_probe"]),
+        ("max", []),
+        (64, []),
+    ]
+    assert records[0]["case_id"] == records[2]["case_id"]  # what resume must not take as done

@@ -99,7 +99,13 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
     cases = [Case(**values) for values in manifest["cases"]]
     done = set()
     if (run_dir / RECORDS).exists():
-        done = {(r["case_id"], r["repeat"]) for r in read_records(run_dir)}
+        # A probe of a max-batch search has the id of the case at its batch size, which may be
+        # a case of the sweep still to run: it is no record of that case.
+        done = {
+            (r["case_id"], r["repeat"])
+            for r in read_records(run_dir)
+            if PROBE_FLAG not in r.get("flags", [])
+        }
     jobs = [
         job
         for job in schedule(cases, manifest["order"], manifest["seed"])
