@@ -135,6 +135,7 @@ class Launcher:
         try:
             with stops_held():  # a fork server that died is started again, as in __init__
                 forkserver.ensure_running()
+            server = forkserver._forkserver._forkserver_pid
             # A stop before its pid is known leaves the process to die with the fork server,
             # which exits with bench (_isolated).
             testpoint.reached("start")
@@ -161,7 +162,11 @@ class Launcher:
             result = json.loads(result_path.read_text())
             result_path.unlink()
         else:
-            result = {"status": "error", "reason": _exit_reason(process.exitcode, log_path)}
+            # 255: multiprocessing's code for a child whose exit status never came from its
+            # fork server, which died then (its pipes close just before it is a zombie).
+            death = _death_of(server, wait_s=1.0) if process.exitcode == 255 else None
+            why = _exit_reason(process.exitcode, log_path, death)
+            result = {"status": "error", "reason": why}
         if explain is not None and not from_worker:
             result = explain(result, process.exitcode)
         timing = result.setdefault("timing", {})
@@ -255,8 +260,35 @@ def _write_env(repo: str, result_path: str, launched_at: float) -> None:
     write_json(Path(result_path), collect(Path(repo)))
 
 
-def _exit_reason(exitcode: int | None, log_path: Path) -> str:
-    if exitcode is not None and exitcode < 0:
+def _death_of(pid: int | None, wait_s: float) -> str | None:
+    """How the fork server ``pid`` ended (``"killed by signal SIGKILL"``), or None if it still
+    runs after ``wait_s``. It stays a zombie (WNOWAIT) for ensure_running, which reaps it and
+    starts a new one."""
+    if pid is None:
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            status = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # not this process's child: reaped already
+            return "ended"
+        if status is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if status is None:
+        return None
+    if status.si_code == os.CLD_EXITED:
+        return f"exited with code {status.si_status}"
+    return f"killed by signal {signal.Signals(status.si_status).name}"
+
+
+def _exit_reason(exitcode: int | None, log_path: Path, server_death: str | None = None) -> str:
+    if server_death is not None:
+        why = (
+            f"the fork server died while this case ran ({server_death}), and the case's "
+            "process with it; the next case starts a new fork server"
+        )
+    elif exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
         why = f"worker killed by signal {name}"
         if name == "SIGKILL":
