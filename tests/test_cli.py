@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,6 +224,27 @@ def test_gate_and_ab_repeats_say_what_each_repeats():
 
     assert repeats_help("gate").startswith("processes per case")
     assert repeats_help("ab").startswith("rounds, each one bench run --repeats 1 per side")
+
+
+def test_bench_env_collects_in_a_child_and_never_imports_torch():
+    code = (
+        "import sys, json, io, contextlib\n"
+        "from bench.cli.main import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    assert main(['env', '--json']) == 0\n"
+        "info = json.loads(out.getvalue())\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "print(info['torch'], info['cpu']['torch_threads'], info['cuda_available'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    import torch
+
+    # The child's torch: the same version, CUDA as this machine has it, its threads counted.
+    version, threads, cuda = done.stdout.split()
+    assert (version, cuda) == (torch.__version__, str(torch.cuda.is_available()))
+    assert int(threads) >= 1
 
 
 def test_readme_and_ci_use_the_two_commands():

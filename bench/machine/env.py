@@ -1,8 +1,10 @@
 """The environment a run measured: software versions, devices, CPU, memory, git state.
 
-Collected inside a worker process (it imports torch); ``bench env`` prints the same.
+Collected inside a worker process (it imports torch); ``bench env`` prints the same, collected
+in a child process (:func:`collect_in_child`) so that the ``bench`` process never imports torch.
 """
 
+import json
 import os
 import platform
 import socket
@@ -99,6 +101,25 @@ def collect(repo: Path) -> dict[str, Any]:
         "git": git_state(repo),
         "env_vars": relevant_env_vars(os.environ),
     }
+
+
+def collect_in_child(repo: Path) -> dict[str, Any]:
+    """:func:`collect` in a new interpreter, which imports torch and exits: the caller does not.
+    Its ``bench`` is this one (the checkout above this package first on its path)."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    code = "import json, sys; from pathlib import Path; from bench.machine.env import collect; "
+    code += "print(json.dumps(collect(Path(sys.argv[1]))))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(repo)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": path},
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"collecting the environment failed: {last}")
+    return json.loads(done.stdout)
 
 
 def _version(package: str) -> str | None:
