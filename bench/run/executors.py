@@ -102,8 +102,8 @@ def skip_reason(job: Job) -> str | None:
 class LocalExecutor:
     """Every job on this machine, one after another, in the schedule's order."""
 
-    def __init__(self, run_dir: Path, placement: Placement):
-        self.launcher = Launcher(run_dir, placement)
+    def __init__(self, run_dir: Path, placement: Placement, compiles: bool):
+        self.launcher = Launcher(run_dir, placement, compiles)
 
     def collect_env(self, repo: Path) -> dict[str, Any] | None:
         return self.launcher.collect_env(repo)
@@ -213,7 +213,7 @@ def node_job(run_dir: str, job: Job, placement: dict[str, Any], rdzv_port: int) 
         }
     from bench.machine.paths import PROJECT_ROOT
 
-    launcher = Launcher(Path(run_dir), Placement(**placement))
+    launcher = Launcher(Path(run_dir), Placement(**placement), job.case.compile != "eager")
     env = launcher.collect_env(PROJECT_ROOT)
     probes: list[tuple[Job, dict[str, Any]]] = []
     result = run_job(launcher, job, lambda probe, res: probes.append((probe, res)))
@@ -221,9 +221,10 @@ def node_job(run_dir: str, job: Job, placement: dict[str, Any], rdzv_port: int) 
 
 
 def create(
-    name: str, run_dir: Path, placement: Placement, options: SlurmOptions
+    name: str, run_dir: Path, placement: Placement, options: SlurmOptions, compiles: bool
 ) -> LocalExecutor | SubmititExecutor:
+    """``compiles``: a case of the sweep compiles: its fork server preloads torch.compile."""
     if name == "local":
-        return LocalExecutor(run_dir, placement)
+        return LocalExecutor(run_dir, placement, compiles)
     cluster: Literal["slurm", "local"] = "slurm" if name == "slurm" else "local"
     return SubmititExecutor(run_dir, cluster, options)

@@ -43,6 +43,12 @@ PRELOAD = [
     "sklearn.datasets",  # the offline digits: ~1 s to import
     "torchvision.datasets",  # MNIST, looked for by every mlp case with data = "auto"
 ]
+# What torch.compile imports before it compiles anything, in a sweep with a compiled case: the
+# inductor backend with its kernel templates (jinja2, compiled at import), AOTAutograd and dynamo's
+# debugging backends. In each case's process they were 1.3-1.8 s of its set-up. Importing them
+# compiles nothing and starts no thread or process (tests/test_launcher.py), so no case's compile
+# state reaches another: each compiles in its own fresh process as before.
+COMPILER_PRELOAD = ["torch._inductor.compile_fx", "torch._dynamo.repro.after_dynamo"]
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,15 @@ class Launcher:
     more than one rank through torchrun (bench/run/torchrun.py), itself started from the fork server
     so that it is isolated and reaped like any worker."""
 
-    def __init__(self, run_dir: Path, placement: torchrun.Placement | None = None):
+    def __init__(
+        self, run_dir: Path, placement: torchrun.Placement | None = None, compiles: bool = False
+    ):
         self.run_dir = run_dir
         self.placement = placement or torchrun.Placement()
         self._context = multiprocessing.get_context("forkserver")
-        # Everything a case imports, paid once per sweep instead of once per case.
-        self._context.set_forkserver_preload(PRELOAD)
+        # Everything a case imports, paid once per sweep instead of once per case; the compiler
+        # stack only where a case compiles (about 1.7 s more at the fork server's start).
+        self._context.set_forkserver_preload(PRELOAD + (COMPILER_PRELOAD if compiles else []))
         with stops_held():
             testpoint.reached("fork-server")
             forkserver.ensure_running()

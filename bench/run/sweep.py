@@ -117,7 +117,10 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
     slurm = SlurmOptions(**manifest.get("slurm", {}))
     if manifest.get("executor", "local") == "local":
         placement.check(cases)
-    executor = executors.create(manifest.get("executor", "local"), run_dir, placement, slurm)
+    compiles = any(job.case.compile != "eager" for job in jobs)
+    executor = executors.create(
+        manifest.get("executor", "local"), run_dir, placement, slurm, compiles
+    )
     env = executor.collect_env(PROJECT_ROOT)
     if env is not None:
         _record_env(run_dir, env)
