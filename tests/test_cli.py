@@ -152,6 +152,39 @@ def test_dry_run_prints_the_cases_and_runs_nothing(workdir, bench):
     assert "seq_len" not in moot.stdout and "seq_len has no effect" in moot.stderr
 
 
+SKIPPED_SUITE = """
+[suite]
+name = "skipped"
+[base]
+model_size = "tiny"
+[[include]]
+workload = "cnn"
+model_size = "resnet20"
+finetune = "lora"
+[[include]]
+workload = "hf-gpt2"
+activation_checkpointing = true
+[[include]]
+workload = "hf-gpt2"
+"""
+
+
+def test_dry_run_knows_the_skips_known_before_running(tmp_path, bench):
+    import importlib.util
+
+    write_suite(tmp_path, "skipped", SKIPPED_SUITE)
+    done = bench("run", "skipped", "--dry-run", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.replace("│", " ").split())  # the table's cells, unwrapped
+    assert "skip: cnn resnet20 has no linear layer or attention projection outside its head" in text
+    assert "skip: activation_checkpointing is implemented for gpt, not for hf-gpt2" in text
+    hf = "skip: hf-gpt2 needs Hugging Face transformers, which is not installed: pip install"
+    if importlib.util.find_spec("transformers") is None:
+        assert f"{hf} 'bench[hf]'" in text
+    else:
+        assert hf not in text
+
+
 def test_list_json_has_every_workload_size_with_its_parameter_count(bench):
     done = bench("list", "--json", "--suites", str(ROOT / "suites"))
     assert done.returncode == 0, done.stderr

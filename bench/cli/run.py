@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.cli.arguments import (
@@ -119,7 +120,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     cases = suites.expand(suite, device, overrides)
     placement, slurm = placement_and_slurm(args, cases)
     if args.dry_run:
-        _print_cases(suite, cases, device, overrides, console)
+        _print_cases(suite, cases, device, overrides, args.executor, console)
         return 0
     options = runner.RunOptions(
         device, overrides, args.order, args.seed, args.executor, slurm, placement
@@ -161,8 +162,15 @@ def execute(run_dir: Path, console: Console, resumed: bool) -> int:
 
 
 def _print_cases(
-    suite: suites.Suite, cases: list, device: str, overrides: dict[str, Any], console: Console
+    suite: suites.Suite,
+    cases: list,
+    device: str,
+    overrides: dict[str, Any],
+    executor: str,
+    console: Console,
 ) -> None:
+    from bench.run.executors import skip_reason
+    from bench.run.launcher import Job
     from bench.spec.case import case_labels
 
     labels = case_labels({case.id: case.to_dict() for case in cases})
@@ -180,7 +188,9 @@ def _print_cases(
     for column in ("#", "case id", "settings", "repeats", "will"):
         table.add_column(column)
     for index, case in enumerate(cases, start=1):
-        reason = case.skip_reason()
-        will = f"skip: {reason}" if reason else "run"
+        # Every rule known before running; a local run's also this machine's (its GPUs, the
+        # packages installed), which a cluster's nodes may not share.
+        reason = skip_reason(Job(case, 0)) if executor == "local" else case.skip_reason()
+        will = f"skip: {escape(reason)}" if reason else "run"  # not markup: "bench[hf]"
         table.add_row(str(index), case.id, labels[case.id], str(case.repeats), will)
     console.print(table)

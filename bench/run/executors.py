@@ -15,6 +15,7 @@ jobs write their logs there), and a job's result comes back through submitit's p
 Torch-free on the submitting side.
 """
 
+import importlib.util
 import math
 import os
 import time
@@ -28,6 +29,7 @@ from bench.machine.nvml import cuda_device_count
 from bench.run import maxbatch
 from bench.run.launcher import Job, Launcher
 from bench.run.torchrun import Placement
+from bench.spec.catalog import HF_MISSING
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 # A Slurm job's time limit beyond the case's own timeout: node start-up, imports, the fork
@@ -86,9 +88,12 @@ def run_job(
 
 
 def skip_reason(job: Job) -> str | None:
-    """The case's own reason, or one of this node: more ranks than GPUs."""
+    """The case's own reason, or one of this node: more ranks than GPUs, a workload's optional
+    package missing. ``bench run --dry-run`` shows the same."""
     if reason := job.case.skip_reason():
         return reason
+    if job.case.workload == "hf-gpt2" and importlib.util.find_spec("transformers") is None:
+        return HF_MISSING
     if job.case.device == "cuda" and job.case.nproc > 1:
         count, why = cuda_device_count()
         if count < job.case.nproc:
