@@ -12,7 +12,9 @@ the last lines of its log; the sweep goes on. This module does not import torch.
 import json
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -160,6 +162,7 @@ class Launcher:
                 # Its descendants only while it runs: once it has exited, its pid may be reused.
                 torchrun.kill_tree(process.pid, descendants=process.is_alive())
                 process.join()
+                _remove_cold_caches(process.pid)
         wall_s = time.time() - launched
         from_worker = not timed_out and result_path.exists()
         if timed_out:
@@ -267,6 +270,18 @@ def _write_env(repo: str, result_path: str, launched_at: float) -> None:
     from bench.results.store import write_json
 
     write_json(Path(result_path), collect(Path(repo)))
+
+
+def cold_cache_prefix(pid: int) -> str:
+    """The name's start of the inductor cache directory of ``compile_cache = "cold"`` in the
+    process ``pid`` (bench/train/compiling.py), in the temporary directory."""
+    return f"bench-inductor-cold-{pid}-"
+
+
+def _remove_cold_caches(pid: int) -> None:
+    """The cold caches the process ``pid`` made: gone whether it removed them or was killed."""
+    for directory in Path(tempfile.gettempdir()).glob(cold_cache_prefix(pid) + "*"):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _death_of(pid: int | None, wait_s: float) -> str | None:
