@@ -88,10 +88,12 @@ def catalog_listing(suites_dir: Path) -> dict[str, Any]:
 
 
 def cmd_env(args: argparse.Namespace, console: Console) -> int:
+    from bench.machine import cache
     from bench.machine.env import collect_in_child
     from bench.machine.paths import PROJECT_ROOT
 
     info = collect_in_child(PROJECT_ROOT)
+    info["cache"] = cache.summary()  # bench cache list shows the entries
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
