@@ -119,3 +119,21 @@ def test_resume_does_not_take_a_probe_for_the_case_at_its_batch_size(tmp_path, b
         (64, []),
     ]
     assert records[0]["case_id"] == records[2]["case_id"]  # what resume must not take as done
+
+
+def test_resuming_a_cluster_run_checks_its_software_and_code(tmp_path, bench_env):
+    # submitit's local executor: the Slurm path, each job describing its node's environment.
+    text = SUITE.replace("[matrix]\nbatch_size = [16, 32]\n", "")
+    path = write_suite(tmp_path, "stops", text)
+    args = ["run", str(path), "--out", "res", "--device", "cpu", "--executor", "submitit-local"]
+    hook = {"BENCH_TEST_SIGNAL_AT": "between:1", "BENCH_TEST_SIGNAL": "INT"}
+    assert _bench(tmp_path, bench_env, args, hook).returncode == 130
+    (run_dir,) = (tmp_path / "res" / "stops").iterdir()
+    env = json.loads((run_dir / "env.json").read_text())
+    env["git"]["commit"] = "0" * 40  # as if the code had changed since the run started
+    (run_dir / "env.json").write_text(json.dumps(env))
+    records = (run_dir / "records.jsonl").read_text()
+    done = _bench(tmp_path, bench_env, ["run", "--resume", str(run_dir)], {})
+    assert done.returncode == 2, done.stderr
+    assert f"git.commit was '{'0' * 40}' when the run started" in done.stderr
+    assert (run_dir / "records.jsonl").read_text() == records  # nothing of the other code kept

@@ -181,7 +181,15 @@ class _Sink:
     def finished(self, job: Job, result: dict[str, Any], env: dict[str, Any] | None) -> None:
         if env is not None and not self.env_written:
             # A job on a cluster node: the environment is that node's (the first to answer).
-            if not (self.run_dir / ENV).exists() and "status" not in env:
+            if "status" in env:  # the node could not describe itself: nothing to check or keep
+                pass
+            elif (self.run_dir / ENV).exists():
+                # A resumed cluster run: the same software and code as when it started (its jobs
+                # ran on any of the cluster's nodes, so not the same host). Checked before this
+                # job's record is written.
+                recorded = read_json(self.run_dir / ENV)
+                check_same_environment(recorded, env, self.run_dir, same_host=False)
+            else:
                 env["env_vars"] = relevant_env_vars(os.environ)
                 write_json(self.run_dir / ENV, env)
             self.env_written = True
@@ -207,9 +215,14 @@ def _warn_if_busy(console: Console) -> None:
         )
 
 
-def check_same_environment(recorded: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
-    """A resumed run must measure what it started measuring: same machine, software and code."""
-    keys = (("hostname",), ("torch",), ("cuda",), ("git", "commit"), ("git", "dirty"))
+def check_same_environment(
+    recorded: dict[str, Any], now: dict[str, Any], run_dir: Path, same_host: bool = True
+) -> None:
+    """A resumed run must measure what it started measuring: same machine (``same_host``),
+    software and code."""
+    keys = (("torch",), ("cuda",), ("git", "commit"), ("git", "dirty"))
+    if same_host:
+        keys = (("hostname",), *keys)
     for path in keys:
         before, after = recorded, now
         for key in path:
