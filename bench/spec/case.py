@@ -11,6 +11,7 @@ Torch-free: validation runs before any process imports torch.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -308,7 +309,7 @@ class Case:
         """The settings that define what is measured (everything but the run length)."""
         return {k: v for k, v in self.to_dict().items() if k not in RUN_LENGTH_KEYS}
 
-    @property
+    @functools.cached_property  # a frozen case's id never changes; a sweep asks it often
     def id(self) -> str:
         """Stable id: a hash of the measured settings, equal across runs and machines.
 
