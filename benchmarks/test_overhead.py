@@ -8,10 +8,12 @@
   pytest-benchmark times the interleaved rounds once as a whole; the figures (the ratios, the
   fixed cost per case) are printed as overhead.py prints them and kept in ``extra_info`` of the
   saved run (``.benchmarks/``, which ``pytest-benchmark compare`` reads across commits).
+- A compiled case's fixed cost next to an eager one's (benchmarks/fixed_cost.py).
 """
 
 import os
 
+import fixed_cost
 import overhead
 import plain_loop
 import pytest
@@ -49,3 +51,12 @@ def test_overhead_experiment(benchmark, capsys):
     window_s, bare_s = overhead.cost_per_step()
     benchmark.extra_info.update(overhead.figures(rounds, window_ratios, window_s, bare_s))
     show(overhead.report_lines(rounds, window_ratios, window_s, bare_s), capsys)
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.benchmark(group="fixed cost per case: compiled vs eager")
+def test_fixed_cost_compiled_vs_eager(benchmark, capsys):
+    timings = benchmark.pedantic(fixed_cost.measure, rounds=1)
+    for mode, runs in timings.items():
+        benchmark.extra_info[f"{mode}_fixed_s"] = [t["fixed_s"] for t in runs]
+    show(fixed_cost.report_lines(timings), capsys)

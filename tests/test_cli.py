@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,10 @@ def workdir(tmp_path):
     run_dir.mkdir(parents=True)
     (run_dir / "records.jsonl").write_bytes(BAD_RECORDS)
     (run_dir / "run.json").write_text('{"cases": [], "order": "interleaved", "seed": 0}')
+    write_suite(tmp_path, "escape", '[suite]\nname = "../../../tmp/escape"\n')
+    write_suite(tmp_path, "slash", '[suite]\nname = "a/b"\n')
+    (tmp_path / "afile").write_text("not a directory\n")
+    (tmp_path / "r.jsonl").write_bytes(BAD_RECORDS)
     return tmp_path
 
 
@@ -93,6 +99,18 @@ BAD_INPUTS = [
     (["report", "--results", "nothing"], "nothing: no such results directory"),
     (["report", "old/ok/20260101-000000"], "records.jsonl:2: not valid JSON"),
     (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
+    # A suite's name is the folder of its runs: never a way out of --out.
+    (
+        ["run", "escape", "--out", "a/b/c"],
+        "escape.toml: [suite] name = '../../../tmp/escape': use letters, digits, '.', '_' and '-'",
+    ),
+    (["run", "slash", "--out", "res", "--dry-run"], "[suite] name = 'a/b': use letters, digits"),
+    (["run", "ok", "--out", "afile"], "--out afile: afile is a file, not a directory"),
+    (["run", "ok", "--out", "afile/res"], "--out afile/res: afile is a file, not a directory"),
+    (["run", "ok", "--out", "/proc/nope", "--device", "cpu"], "/proc/nope: cannot create"),
+    (["report", "/nonexistent"], "/nonexistent: no such file or directory; give a run directory"),
+    (["report", "r.jsonl"], "r.jsonl: a file, but not a run's records.jsonl or a suite file"),
+    (["report", "old/ok/20260101-000000/records.jsonl"], "records.jsonl:2: not valid JSON"),
 ]
 
 
@@ -134,6 +152,39 @@ def test_dry_run_prints_the_cases_and_runs_nothing(workdir, bench):
     assert "seq_len" not in moot.stdout and "seq_len has no effect" in moot.stderr
 
 
+SKIPPED_SUITE = """
+[suite]
+name = "skipped"
+[base]
+model_size = "tiny"
+[[include]]
+workload = "cnn"
+model_size = "resnet20"
+finetune = "lora"
+[[include]]
+workload = "hf-gpt2"
+activation_checkpointing = true
+[[include]]
+workload = "hf-gpt2"
+"""
+
+
+def test_dry_run_knows_the_skips_known_before_running(tmp_path, bench):
+    import importlib.util
+
+    write_suite(tmp_path, "skipped", SKIPPED_SUITE)
+    done = bench("run", "skipped", "--dry-run", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.replace("│", " ").split())  # the table's cells, unwrapped
+    assert "skip: cnn resnet20 has no linear layer or attention projection outside its head" in text
+    assert "skip: activation_checkpointing is implemented for gpt, not for hf-gpt2" in text
+    hf = "skip: hf-gpt2 needs Hugging Face transformers, which is not installed: pip install"
+    if importlib.util.find_spec("transformers") is None:
+        assert f"{hf} 'bench[hf]'" in text
+    else:
+        assert hf not in text
+
+
 def test_list_json_has_every_workload_size_with_its_parameter_count(bench):
     done = bench("list", "--json", "--suites", str(ROOT / "suites"))
     assert done.returncode == 0, done.stderr
@@ -166,6 +217,67 @@ def test_report_command_writes_markdown(tmp_path, bench):
         "| 0.390 |" in lines
     )
     assert "report written:" in done.stdout
+
+
+def test_every_argument_has_a_help_line_and_its_default():
+    import argparse
+
+    from bench.cli.main import build_parser
+
+    def actions(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from actions(sub, [*path, name])
+            elif not isinstance(action, argparse._HelpAction):
+                yield path, sub_help(parser), action
+
+    def sub_help(parser):
+        return " ".join(parser.format_help().split())
+
+    seen = 0
+    for path, text, action in actions(build_parser(), ["bench"]):
+        name = " ".join(path + (action.option_strings[:1] or [action.dest]))
+        assert action.help, name
+        default = action.default
+        if default is not None and default is not False and default != []:
+            # The formatter's "(default: X)", or the help text's own words for it.
+            assert f"(default: {default})" in text or "default" in action.help, name
+        seen += 1
+    assert seen > 60  # every command's arguments were walked
+
+
+def test_gate_and_ab_repeats_say_what_each_repeats():
+    from bench.cli.main import build_parser
+
+    def repeats_help(command):
+        (sub,) = [a for a in build_parser()._actions if hasattr(a, "choices") and a.choices]
+        (action,) = [a for a in sub.choices[command]._actions if "--repeats" in a.option_strings]
+        return action.help
+
+    assert repeats_help("gate").startswith("processes per case")
+    assert repeats_help("ab").startswith("rounds, each one bench run --repeats 1 per side")
+
+
+def test_bench_env_collects_in_a_child_and_never_imports_torch():
+    code = (
+        "import sys, json, io, contextlib\n"
+        "from bench.cli.main import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    assert main(['env', '--json']) == 0\n"
+        "info = json.loads(out.getvalue())\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "print(info['torch'], info['cpu']['torch_threads'], info['cuda_available'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    import torch
+
+    # The child's torch: the same version, CUDA as this machine has it, its threads counted.
+    version, threads, cuda = done.stdout.split()
+    assert (version, cuda) == (torch.__version__, str(torch.cuda.is_available()))
+    assert int(threads) >= 1
 
 
 def test_readme_and_ci_use_the_two_commands():

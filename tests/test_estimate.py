@@ -32,7 +32,7 @@ def test_bad_counts_name_the_option(text):
 
 
 def test_flops_time_gpu_hours_by_hand():
-    result = estimate(Inputs(params=1e9, tokens=2e10, mfu=0.4, gpu="H200", gpus=8), Measured())
+    result = estimate(Inputs(params=1e9, tokens=2e10, mfu=0.4, gpu="H200 SXM", gpus=8), Measured())
     assert result["flops"]["total"] == pytest.approx(1.2e20)
     assert result["flops"]["attention"] is None
     compute = result["compute"]
@@ -44,7 +44,7 @@ def test_flops_time_gpu_hours_by_hand():
 
 
 def test_tokens_default_to_twenty_per_parameter():
-    result = estimate(Inputs(params=1e9, mfu=0.4, gpu="H200"), Measured())
+    result = estimate(Inputs(params=1e9, mfu=0.4, gpu="H200 SXM"), Measured())
     assert result["tokens"] == 2e10 and result["flops"]["total"] == pytest.approx(1.2e20)
 
 
@@ -56,7 +56,7 @@ def test_attention_term_energy_cost_and_memory_by_hand():
         layers=24,
         d_model=2048,
         mfu=0.4,
-        gpu="H200",
+        gpu="H200 SXM",
         gpus=8,
         watts=700,
         pue=1.2,
@@ -125,7 +125,8 @@ def test_measured_mfu_energy_and_bytes_per_param():
 
 
 def test_cli_json_prints_the_same_figures(bench):
-    args = ["--params", "1B", "--tokens", "2e10", "--mfu", "0.4", "--gpu", "H200", "--gpus", "8"]
+    args = ["--params", "1B", "--tokens", "2e10", "--mfu", "0.4", "--gpu", "H200 SXM"]
+    args += ["--gpus", "8"]
     done = bench("estimate", *args, "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -133,6 +134,16 @@ def test_cli_json_prints_the_same_figures(bench):
     assert result["compute"]["gpu_hours"] == pytest.approx(8 * HOURS)
     table = bench("estimate", *args)
     assert "84.2" in table.stdout and "1.2e+20" in table.stdout  # GPU-hours, FLOPs
+
+
+def test_a_gpu_as_nvml_prints_it_is_that_gpu_and_a_shared_prefix_is_ambiguous():
+    from bench.machine.peaks import peak_by_name
+
+    sxm, _ = peak_by_name("NVIDIA H200", "bf16")  # NVML's name of the SXM
+    nvl, _ = peak_by_name("h200 nvl", "bf16")
+    assert (sxm.device, nvl.device) == ("H200 SXM", "H200 NVL")
+    peak, reason = peak_by_name("H200", "bf16")
+    assert peak is None and reason.endswith("ambiguous, it names H200 NVL, H200 SXM; say which")
 
 
 def test_cli_uses_the_mfu_measured_in_results(bench, tmp_path):
@@ -154,10 +165,11 @@ def test_cli_uses_the_mfu_measured_in_results(bench, tmp_path):
         (["--params", "1B", "--mfu", "0"], "--mfu '0': must be a number > 0"),
         (["--params", "1B", "--mfu", "x"], "--mfu 'x': must be a number > 0"),
         (["--params", "1B", "--mfu", "0.4", "--gpu", "Voodoo5"], "allowed: H200 NVL, H200 SXM"),
-        (["--params", "1B", "--mfu", "0.4", "--gpu", "H200", "--gpus", "2.5"], "an integer"),
-        (["--params", "1B", "--mfu", "0.4", "--gpu", "H200", "--pue", "0.9"], "--pue '0.9'"),
-        (["--params", "1B", "--mfu", "0.4", "--gpu", "H200", "--seq-len", "64"], "go together"),
+        (["--params", "1B", "--mfu", "0.4", "--gpu", "H200 SXM", "--gpus", "2.5"], "an integer"),
+        (["--params", "1B", "--mfu", "0.4", "--gpu", "H200 SXM", "--pue", "0.9"], "--pue '0.9'"),
+        (["--params", "1B", "--mfu", "0.4", "--gpu", "H200 SXM", "--seq-len", "64"], "go together"),
         (["--params", "1B", "--mfu", "0.4", "--gpu", "h100"], "it names H100 NVL, H100 PCIe"),
+        (["--params", "1B", "--mfu", "0.4", "--gpu", "H200"], "it names H200 NVL, H200 SXM"),
         (["--params", "1B", "--gpu", "Voodoo5"], "--gpu 'Voodoo5': unknown GPU"),
         (["--params", "1B", "--mfu", "0.4", "--gpu", ""], "--gpu '': unknown GPU; allowed: H200"),
         (["--params", "1B"], "pass --mfu"),
@@ -177,5 +189,5 @@ def test_gpu_names_as_typed_as_nvml_prints_them_or_by_an_unambiguous_prefix():
 
     assert device("h100  sxm") == "H100 SXM"  # the table's name, case and spaces aside
     assert device("NVIDIA H100 80GB HBM3") == "H100 SXM"  # NVML's name of the SXM part
-    assert device("H200") == "H200 SXM"  # NVML calls the SXM part "NVIDIA H200"
+    assert device("NVIDIA H200") == "H200 SXM"  # NVML's name of the SXM part ("H200": ambiguous)
     assert device("rtx 40") == "RTX 4090"  # the only name starting so

@@ -205,3 +205,35 @@ def test_gate_runs_the_suite_and_compares_with_the_baseline(tmp_path, bench):
     other = bench("gate", "tiny", "--baseline", "nightly", "--set", "lr=0.5", "--device", "cpu")
     assert other.returncode == 2 and "no case in common with baseline 'nightly'" in other.stderr
     assert len(list((tmp_path / "results" / "tiny").iterdir())) == 1  # nothing ran
+
+
+@pytest.mark.parametrize(("name", "code"), [("INT", 130), ("TERM", 143)])
+def test_a_stopped_gate_exits_with_the_stop_and_writes_no_verdict(tmp_path, bench_env, name, code):
+    from bench.spec import suite as suites
+
+    write_suite(tmp_path, "tiny", TINY_SUITE)
+    (case,) = suites.expand(suites.load(str(tmp_path / "tiny.toml")), "cpu", {})
+    baseline = tmp_path / "results" / "baselines" / "nightly"
+    shutil.copytree(FIXTURES / "run1", baseline)
+    rewrite(
+        baseline / "records.jsonl",
+        lambda r: (
+            {**r, "case_id": case.id, "config": case.to_dict()} if r["case_id"] != GPT else None
+        ),
+    )
+    # Stopped after the first of the case's two repeats, as a cancelled CI job stops it: the
+    # second repeat would be missing, and missing does not fail.
+    hook = {"BENCH_TEST_SIGNAL_AT": "between:1", "BENCH_TEST_SIGNAL": name}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "gate", "tiny", "--baseline", "nightly"]
+        + ["--device", "cpu", "--markdown", "gate.md", "--json", "gate.json"],
+        cwd=tmp_path,
+        env=bench_env | hook,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == code, done.stdout + done.stderr
+    assert "gate stopped before the comparison: no verdict" in done.stderr
+    assert "PASS" not in done.stdout and "FAIL" not in done.stdout
+    assert not (tmp_path / "gate.md").exists() and not (tmp_path / "gate.json").exists()

@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -76,3 +77,21 @@ def test_schedule_interleaves_repeats_and_shuffles_only_within_rounds():
     assert shuffled == [(j.case.batch_size, j.repeat) for j in schedule([a, b, c], "random", 3)]
     orders = {tuple(j.case.id for j in schedule([a, b, c], "random", s)[:3]) for s in range(20)}
     assert len(orders) > 1  # the seed changes the order
+
+
+def test_the_compiler_preload_compiles_nothing_and_starts_no_thread_or_process():
+    # What the fork server imports for a sweep that compiles must leave nothing behind that a
+    # forked case would inherit: no compiled frame, no thread (fork keeps only the forking one, and
+    # any lock another held), no child process.
+    code = (
+        "import importlib, threading, psutil\n"
+        "from bench.run.launcher import COMPILER_PRELOAD, PRELOAD\n"
+        "for name in PRELOAD + COMPILER_PRELOAD:\n"
+        "    importlib.import_module(name)\n"
+        "from torch._dynamo.utils import counters\n"
+        "children = psutil.Process().children()\n"
+        "print(counters['frames']['total'], threading.active_count(), children)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "1", "[]"]

@@ -71,7 +71,6 @@ def test_commands_of_the_bench_process_never_import_torch(argv, tmp_path):
     assert last.split()[1] in ("0", "1"), done.stderr  # compare exits 1 on a regression
 
 
-@pytest.mark.xfail(strict=True, reason="bench env imports torch: issue 16 moves that out")
 def test_bench_env_never_imports_torch():
     done = _torch_after(["env", "--json"], ROOT)
     assert done.stdout.strip().splitlines()[-1] == "NO-TORCH 0", done.stderr

@@ -106,7 +106,8 @@ def test_path_with_or_without_extension(tmp_path):
         ),
         (
             "[matrix]\ncompile = ['eager']\n[[exclude]]\nprecision = 'bf16'\n",
-            "[[exclude]] precision = 'bf16': exclude may only name matrix axes",
+            "[[exclude]] precision = 'bf16': exclude may only name axes (of [matrix], or lists in "
+            "[base])",
         ),
         (
             "[matrix]\ncompile = ['eager']\n[[include]]\ncompile = 'default'\nbatch = 2\n",
@@ -116,11 +117,39 @@ def test_path_with_or_without_extension(tmp_path):
             "[[include]]\nworkload = 'gpt'\nprecision = 'int8'\n",
             "[[include]] precision = 'int8': allowed: fp32, tf32, bf16, amp-bf16, amp-fp16",
         ),
-        ("[suite]\nname = ''\n", "[suite] name = '': must be a non-empty string"),
+        ("[suite]\nname = ''\n", "[suite] name = '': use letters, digits, '.', '_' and '-'"),
+        (
+            "[suite]\nname = '../../../tmp/escape'\n",
+            "[suite] name = '../../../tmp/escape': use letters, digits, '.', '_' and '-'",
+        ),
+        ("[suite]\nname = 'a/b'\n", "[suite] name = 'a/b': use letters, digits"),
+        ("[suite]\nname = '..'\n", "[suite] name = '..': use letters, digits"),
+        ("[suite]\nname = '.hidden'\n", "[suite] name = '.hidden': use letters, digits"),
     ],
 )
 def test_validation_error_names_section_key_value_and_allowed(tmp_path, text, expected):
     assert error_of(tmp_path, text).startswith(expected)
+
+
+def test_exclude_may_name_an_axis_given_as_a_list_in_base(tmp_path):
+    text = """
+    [base]
+    workload = "mlp"
+    batch_size = [16, 32]
+    [matrix]
+    precision = ["fp32", "amp-bf16"]
+    [[exclude]]
+    batch_size = 32
+    precision = "amp-bf16"
+    """
+    path = write(tmp_path, text)
+    cases = suites.expand(suites.load(str(path)), "cpu")
+    # 2 x 2 combinations less the one excluded.
+    assert sorted((c.batch_size, c.precision) for c in cases) == [
+        (16, "amp-bf16"),
+        (16, "fp32"),
+        (32, "fp32"),
+    ]
 
 
 def test_unreadable_toml_is_one_line(tmp_path):

@@ -161,6 +161,40 @@ def test_compiled_case_records_its_compile(tmp_path, bench):
     assert "recompile_in_window" not in record["flags"]
 
 
+def test_a_cold_cache_is_removed_however_its_case_ends(tmp_path, bench_env):
+    # One cold case that ends well, one killed by its timeout in the middle of its (cold) compile:
+    # neither leaves its inductor cache in the temporary directory.
+    text = f"""
+    [base]
+    workload = "mlp"
+    model_size = "tiny"
+    compile = "default"
+    compile_cache = "cold"
+    repeats = 1
+    {SHORT}
+    [[include]]
+    batch_size = 16
+    timeout_s = 600.0
+    [[include]]
+    batch_size = 32
+    timeout_s = 1.0
+    """
+    path = write_suite(tmp_path, "cold", text)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", str(path), "--out", "res", "--device", "cpu"],
+        cwd=tmp_path,
+        env=bench_env | {"TMPDIR": str(temp)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    records = records_of(only_run(tmp_path / "res", "cold"))
+    assert sorted(r["status"] for r in records) == ["ok", "timeout"], done.stderr
+    assert list(temp.glob("bench-inductor-cold-*")) == []
+
+
 FAILURES = f"""
 [suite]
 name = "failures"

@@ -35,12 +35,19 @@ def add_commands(commands: Any) -> None:
     estimate.add_argument("--micro-batch", help="sequences per GPU step, for activations (1)")
     estimate.add_argument("--mfu", help="model FLOPs utilisation, 0-1 (default: measured here)")
     estimate.add_argument("--gpu", help="GPU name for the peak FLOP/s (default: measured device)")
-    estimate.add_argument("--dtype", choices=DTYPES, default="bf16")
+    estimate.add_argument(
+        "--dtype", choices=DTYPES, default="bf16", help="compute dtype, for the peak FLOP/s"
+    )
     estimate.add_argument("--gpus", help="number of GPUs (default 1)")
     estimate.add_argument("--watts", help="power per GPU, W (default: energy measured here)")
     estimate.add_argument("--pue", help="power usage effectiveness, >= 1 (default 1)")
     estimate.add_argument("--price-per-gpu-hour", help="price of one GPU-hour, for the cost")
-    estimate.add_argument("--results", type=Path, default=Path("results"))
+    estimate.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="where runs are, for the MFU and energy measured here",
+    )
     estimate.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 

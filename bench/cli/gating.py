@@ -14,16 +14,27 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.arguments import EXIT_INTERRUPTED, Parser, count_runs, planned_cases, run_dir_of
+from bench.cli.arguments import (
+    DEVICE_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    SET_HELP,
+    Parser,
+    count_runs,
+    planned_cases,
+    run_dir_of,
+)
 from bench.cli.run import execute
 from bench.errors import UserError
+
+RESULTS_HELP = "where runs and baselines/ are"
 
 
 def add_commands(commands: Any) -> None:
     compare = commands.add_parser("compare", help="verdict per case: did CAND regress vs BASE?")
     compare.add_argument("base", help="run directory, records file or baseline name")
     compare.add_argument("cand", help="run directory, records file or baseline name")
-    compare.add_argument("--results", type=Path, default=Path("results"))
+    compare.add_argument("--results", type=Path, default=Path("results"), help=RESULTS_HELP)
     compare.set_defaults(handler=cmd_compare)
     _add_compare_options(compare)
 
@@ -31,37 +42,72 @@ def add_commands(commands: Any) -> None:
     baseline.set_defaults(handler=cmd_baseline)
     actions = baseline.add_subparsers(dest="action", required=True, parser_class=Parser)
     save = actions.add_parser("save", help="copy a run to RESULTS/baselines/NAME/")
-    save.add_argument("name")
+    save.add_argument("name", help="the baseline's name: letters, digits, '.', '_', '-'")
     save.add_argument("run", help="run directory, or a suite (its latest run)")
     save.add_argument("--force", action="store_true", help="replace an existing baseline")
-    save.add_argument("--results", type=Path, default=Path("results"))
+    save.add_argument("--results", type=Path, default=Path("results"), help=RESULTS_HELP)
     listing = actions.add_parser("list", help="the baselines under RESULTS/baselines/")
-    listing.add_argument("--json", action="store_true")
-    listing.add_argument("--results", type=Path, default=Path("results"))
+    listing.add_argument("--json", action="store_true", help="print them as JSON")
+    listing.add_argument("--results", type=Path, default=Path("results"), help=RESULTS_HELP)
 
     gate = commands.add_parser("gate", help="run a suite and compare it with a baseline")
     gate.set_defaults(handler=cmd_gate)
-    gate.add_argument("suite")
-    gate.add_argument("--baseline", required=True, metavar="NAME")
+    gate.add_argument("suite", help="suite file, e.g. suites/ci")
+    gate.add_argument(
+        "--baseline", required=True, metavar="NAME", help="RESULTS/baselines/NAME to compare with"
+    )
     ab = commands.add_parser("ab", help="base ref vs working tree, interleaved in one job")
     ab.set_defaults(handler=cmd_ab)
-    ab.add_argument("suite")
+    ab.add_argument("suite", help="suite file (the working tree's), run by both sides")
     ab.add_argument("--base-ref", required=True, metavar="REF", help="e.g. origin/main")
+    gate.add_argument(
+        "--repeats", type=int, help="processes per case (default: the suite's repeats)"
+    )
+    ab.add_argument(
+        "--repeats",
+        type=int,
+        help="rounds, each one bench run --repeats 1 per side (default: the suite's repeats)",
+    )
     for parser in (gate, ab):
-        parser.add_argument("--set", dest="overrides", action="append", default=[])
-        parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-        parser.add_argument("--repeats", type=int, help="repeats per case (ab: rounds per side)")
-        parser.add_argument("--out", type=Path, default=Path("results"), help="results directory")
+        parser.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=SET_HELP,
+        )
+        parser.add_argument(
+            "--device", choices=("auto", "cpu", "cuda"), default="auto", help=DEVICE_HELP
+        )
+        parser.add_argument(
+            "--results",
+            "--out",
+            dest="results",
+            type=Path,
+            default=Path("results"),
+            help="results directory: the run is written there and (gate) the baseline read from "
+            "RESULTS/baselines/, as bench baseline save writes it (--out: the same, older name)",
+        )
         _add_compare_options(parser)
-    gate.add_argument("--order", choices=("interleaved", "random"), default="interleaved")
+    gate.add_argument(
+        "--order",
+        choices=("interleaved", "random"),
+        default="interleaved",
+        help="order of cases within each round of repeats",
+    )
     gate.add_argument("--seed", type=int, default=0, help="seed of --order random")
 
     export = commands.add_parser("export", help="a run in another tool's format")
     export.set_defaults(handler=cmd_export)
     export.add_argument("run", help="run directory, or a suite (its latest run)")
-    export.add_argument("--format", choices=("pytest-benchmark",), required=True)
-    export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
-    export.add_argument("--results", type=Path, default=Path("results"))
+    export.add_argument(
+        "--format", choices=("pytest-benchmark",), required=True, help="the format to write"
+    )
+    export.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="FILE", help="the file to write"
+    )
+    export.add_argument("--results", type=Path, default=Path("results"), help=RESULTS_HELP)
 
 
 def _add_compare_options(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +121,9 @@ def _add_compare_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the verdicts as JSON")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
-    parser.add_argument("--bootstrap-seed", type=int, default=0)
+    parser.add_argument(
+        "--bootstrap-seed", type=int, default=0, help="seed of the bootstrap's resampling"
+    )
 
 
 def _comparing(args: argparse.Namespace) -> dict[str, Any]:
@@ -150,7 +198,7 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
     settings = _comparing(args)
     if args.seed != 0 and args.order != "random":
         warnings.warn("--seed has no effect without --order random", stacklevel=1)
-    base = load_side(args.baseline, args.out)
+    base = load_side(args.baseline, args.results)
     suite, cases, device, overrides = planned_cases(args, repeats_override=True)
     if not {case.id for case in cases} & {r["case_id"] for r in base.records}:
         raise UserError(
@@ -158,12 +206,16 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
             f"settings changed since it was saved); save a new one: bench baseline save NAME RUN"
         )
     options = runner.RunOptions(device, overrides, args.order, args.seed)
-    run_dir = runner.create_run(args.out, suite, cases, options)
+    run_dir = runner.create_run(args.results, suite, cases, options)
     console.print(f"gate: run {run_dir}: {count_runs(cases)} on {device}, then compare")
-    if execute(run_dir, console, resumed=False) == EXIT_INTERRUPTED:
-        return EXIT_INTERRUPTED
+    code = execute(run_dir, console, resumed=False)
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # Stopped (Ctrl-C, a cancelled CI job): the cases that never ran would count as missing,
+        # which does not fail, so a verdict of the partial run could pass. None is written.
+        print("bench: gate stopped before the comparison: no verdict", file=sys.stderr)
+        return code
     # A case that crashed (exit 1 of bench run) is for the comparison to judge: broken.
-    cand = load_side(str(run_dir), args.out)
+    cand = load_side(str(run_dir), args.results)
     return _report_comparison(compare(base, cand, **settings), args, console)
 
 
@@ -183,11 +235,12 @@ def cmd_ab(args: argparse.Namespace, console: Console) -> int:
         rounds,
         device,
         args.overrides,
-        args.out,
+        args.results,
         console,
     )
     console.print(f"ab: base {runs['base']}, cand {runs['cand']}")
-    base, cand = load_side(str(runs["base"]), args.out), load_side(str(runs["cand"]), args.out)
+    base = load_side(str(runs["base"]), args.results)
+    cand = load_side(str(runs["cand"]), args.results)
     return _report_comparison(compare(base, cand, **settings), args, console)
 
 

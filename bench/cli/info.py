@@ -17,12 +17,12 @@ from bench.spec.choices import COMPILE_MODES, FINETUNE_STRATEGIES, OPTIMIZERS, P
 def add_commands(commands: Any) -> None:
     listing = commands.add_parser("list", help="suites, workloads, optimizers, precisions, modes")
     listing.set_defaults(handler=cmd_list)
-    listing.add_argument("--json", action="store_true")
-    listing.add_argument("--suites", type=Path, default=Path("suites"))
+    listing.add_argument("--json", action="store_true", help="print the listing as JSON")
+    listing.add_argument("--suites", type=Path, default=Path("suites"), help="where suites are")
 
     env = commands.add_parser("env", help="the machine and software as a run records them")
     env.set_defaults(handler=cmd_env)
-    env.add_argument("--json", action="store_true")
+    env.add_argument("--json", action="store_true", help="print it as JSON")
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
@@ -88,10 +88,12 @@ def catalog_listing(suites_dir: Path) -> dict[str, Any]:
 
 
 def cmd_env(args: argparse.Namespace, console: Console) -> int:
-    from bench.machine.env import collect
+    from bench.machine import cache
+    from bench.machine.env import collect_in_child
     from bench.machine.paths import PROJECT_ROOT
 
-    info = collect(PROJECT_ROOT)
+    info = collect_in_child(PROJECT_ROOT)
+    info["cache"] = cache.summary()  # bench cache list shows the entries
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

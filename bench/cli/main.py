@@ -2,9 +2,9 @@
 
 Each command family adds its own subcommands and handlers: :mod:`bench.cli.run` (run),
 :mod:`bench.cli.report` (report), :mod:`bench.cli.estimate` (estimate), :mod:`bench.cli.info`
-(list, env) and
-:mod:`bench.cli.gating` (compare, baseline, gate, ab, export). Bad input of any kind is one line
-on stderr and exit code 2, with nothing written to disk.
+(list, env), :mod:`bench.cli.gating` (compare, baseline, gate, ab, export) and
+:mod:`bench.cli.cache` (cache). Bad input of any kind is one line on stderr and exit code 2, with
+nothing written to disk.
 """
 
 import argparse
@@ -14,7 +14,7 @@ import warnings
 
 from rich.console import Console
 
-from bench.cli import estimate, gating, info, report, run
+from bench.cli import cache, estimate, gating, info, report, run
 from bench.cli.arguments import EXIT_BAD_INPUT, Parser, exit_code
 from bench.errors import Terminated, UserError
 
@@ -22,13 +22,17 @@ from bench.errors import Terminated, UserError
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="bench", description="Benchmark PyTorch 2.x training and fine-tuning.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for family in (run, report, estimate, info, gating):
+    for family in (run, report, estimate, info, gating, cache):
         family.add_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
+    # Ctrl-C stops bench even when it started with SIGINT ignored, as every background job of a
+    # shell without job control does (`make test &`, a CI script's `cmd &`): Python then keeps
+    # it ignored and a SIGINT was dropped, the sweep running on to its end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # SIGTERM unwinds like Ctrl-C: the launcher's clean-up kills the running case's process
     # group and the fork server exits with us, instead of the case running on to its end.
     signal.signal(signal.SIGTERM, _terminate)

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.cli.arguments import run_dir_of
+from bench.cli.arguments import check_out_dir, run_dir_of
 from bench.errors import UserError
 
 
@@ -16,9 +16,7 @@ def add_commands(commands: Any) -> None:
     )
     report.set_defaults(handler=cmd_report)
     report.add_argument("runs", nargs="*", help="run directories or suites (default: latest runs)")
-    report.add_argument(
-        "--results", type=Path, default=Path("results"), help="where runs are (default: results)"
-    )
+    report.add_argument("--results", type=Path, default=Path("results"), help="where runs are")
     report.add_argument("--out", type=Path, help="report directory (default: RESULTS/report)")
 
 
@@ -27,13 +25,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from bench.results.store import find_latest_runs
 
     out = args.out or args.results / "report"
-    # Before anything is printed: the nearest part of the path that exists must be a directory.
-    existing = next((p for p in (out, *out.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise UserError(
-            f"--out {out}: {existing} is a file, not a directory; "
-            "give a directory (it is created if missing)"
-        )
+    check_out_dir(out)
     run_dirs = [run_dir_of(arg, args.results) for arg in args.runs]
     if not run_dirs:
         run_dirs = find_latest_runs(args.results)

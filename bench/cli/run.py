@@ -7,11 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.cli.arguments import (
+    DEVICE_HELP,
     EXIT_FAILED_CASES,
     FAILED_STATUSES,
+    SET_HELP,
+    check_out_dir,
     count_runs,
     exit_code,
     resolve_device,
@@ -26,16 +30,13 @@ def add_commands(commands: Any) -> None:
     run.set_defaults(handler=cmd_run)
     run.add_argument("suite", nargs="?", help="suite file, e.g. suites/compile_vs_eager")
     run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting in every case (repeatable); a list value makes it an axis",
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP
     )
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=DEVICE_HELP)
     run.add_argument("--repeats", type=int, help="processes per case (overrides the suite)")
-    run.add_argument("--out", type=Path, default=Path("results"), help="results directory")
+    run.add_argument(
+        "--out", type=Path, default=Path("results"), help="results directory: runs go to OUT/SUITE/"
+    )
     run.add_argument("--dry-run", action="store_true", help="print the cases and run nothing")
     run.add_argument("--resume", type=Path, metavar="RUN", help="finish an interrupted run")
     run.add_argument(
@@ -61,14 +62,21 @@ def _add_distributed_options(run: argparse.ArgumentParser) -> None:
     )
     where = run.add_argument_group("multi-node cases (nnodes > 1), local executor")
     where.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's rendezvous")
-    where.add_argument("--rdzv-backend", choices=("c10d", "static"), default="c10d")
+    where.add_argument(
+        "--rdzv-backend",
+        choices=("c10d", "static"),
+        default="c10d",
+        help="c10d: the nodes order themselves; static: each given its --node-rank",
+    )
     where.add_argument("--node-rank", type=int, help="this node's rank (static rendezvous)")
     where.add_argument("--rdzv-id", default="bench", help="prefix of each case's rendezvous id")
     slurm = run.add_argument_group("--executor slurm")
-    slurm.add_argument("--slurm-partition")
-    slurm.add_argument("--slurm-account")
+    slurm.add_argument("--slurm-partition", help="sbatch --partition (default: Slurm's)")
+    slurm.add_argument("--slurm-account", help="sbatch --account (default: Slurm's)")
     slurm.add_argument("--slurm-gpus-per-node", type=int, help="default: nproc on cuda")
-    slurm.add_argument("--slurm-cpus-per-task", type=int)
+    slurm.add_argument(
+        "--slurm-cpus-per-task", type=int, help="sbatch --cpus-per-task (default: Slurm's)"
+    )
     slurm.add_argument("--slurm-time", type=int, metavar="MIN", help="default: timeout_s + 5 min")
     slurm.add_argument("--slurm-max-parallel", type=int, metavar="N", help="jobs queued at once")
     slurm.add_argument(
@@ -103,6 +111,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         warnings.warn("--seed has no effect without --order random", stacklevel=1)
     if args.repeats is not None and args.repeats <= 0:
         raise UserError(f"--repeats {args.repeats}: must be a positive integer")
+    check_out_dir(args.out)
     suite = suites.load(args.suite)
     overrides = dict(suites.parse_override(text) for text in args.overrides)
     if args.repeats is not None:
@@ -111,7 +120,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     cases = suites.expand(suite, device, overrides)
     placement, slurm = placement_and_slurm(args, cases)
     if args.dry_run:
-        _print_cases(suite, cases, device, overrides, console)
+        _print_cases(suite, cases, device, overrides, args.executor, console)
         return 0
     options = runner.RunOptions(
         device, overrides, args.order, args.seed, args.executor, slurm, placement
@@ -153,8 +162,15 @@ def execute(run_dir: Path, console: Console, resumed: bool) -> int:
 
 
 def _print_cases(
-    suite: suites.Suite, cases: list, device: str, overrides: dict[str, Any], console: Console
+    suite: suites.Suite,
+    cases: list,
+    device: str,
+    overrides: dict[str, Any],
+    executor: str,
+    console: Console,
 ) -> None:
+    from bench.run.executors import skip_reason
+    from bench.run.launcher import Job
     from bench.spec.case import case_labels
 
     labels = case_labels({case.id: case.to_dict() for case in cases})
@@ -172,7 +188,9 @@ def _print_cases(
     for column in ("#", "case id", "settings", "repeats", "will"):
         table.add_column(column)
     for index, case in enumerate(cases, start=1):
-        reason = case.skip_reason()
-        will = f"skip: {reason}" if reason else "run"
+        # Every rule known before running; a local run's also this machine's (its GPUs, the
+        # packages installed), which a cluster's nodes may not share.
+        reason = skip_reason(Job(case, 0)) if executor == "local" else case.skip_reason()
+        will = f"skip: {escape(reason)}" if reason else "run"  # not markup: "bench[hf]"
         table.add_row(str(index), case.id, labels[case.id], str(case.repeats), will)
     console.print(table)

@@ -20,7 +20,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.errors import UserError
+from bench.errors import Terminated, UserError
 from bench.results.store import (
     ENV,
     MANIFEST,
@@ -33,6 +33,8 @@ from bench.results.store import (
 )
 
 SIDES = ("base", "cand")
+# Exit codes of a stopped bench run (bench/cli/arguments.py) and the stop they are.
+STOPPED = {130: KeyboardInterrupt, 143: Terminated}
 
 
 def run_ab(
@@ -143,6 +145,8 @@ def _run_side(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     started = time.perf_counter()
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    if done.returncode in STOPPED:  # the side's bench was stopped (SIGINT, SIGTERM): so is ab
+        raise STOPPED[done.returncode]()
     runs = [path.parent for path in out.glob(f"*/*/{RECORDS}")]
     # Exit 1 with a run written: some case crashed, which the comparison judges (broken).
     if done.returncode not in (0, 1) or len(runs) != 1:

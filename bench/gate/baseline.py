@@ -7,20 +7,19 @@ directory and renamed into place, so a failed save leaves any earlier baseline a
 """
 
 import json
-import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.names import NAME_RULE, is_path_name
 from bench.results.store import ENV, MANIFEST, RECORDS, read_json, read_records, write_json
 
 BASELINES = "baselines"
 BASELINE_MANIFEST = "baseline.json"
 # Samples kept in a baseline: the ones compare reads.
 KEPT_SAMPLES = ("step_time_s",)
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def baseline_dir(results: Path, name: str) -> Path:
@@ -36,11 +35,8 @@ def baseline_names(results: Path) -> list[str]:
 
 def save(results: Path, name: str, run_dir: Path, force: bool = False) -> Path:
     """Copy ``run_dir`` as baseline ``name``; refuses to replace one unless ``force``."""
-    if not _NAME.fullmatch(name):
-        raise UserError(
-            f"baseline name {name!r}: use letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit"
-        )
+    if not is_path_name(name):
+        raise UserError(f"baseline name {name!r}: use {NAME_RULE} characters")
     if not (run_dir / RECORDS).is_file():
         raise UserError(f"{run_dir}: not a run directory (it has no {RECORDS})")
     records = read_records(run_dir)

@@ -112,12 +112,14 @@ class Side:
 def load_side(arg: str, results: Path) -> Side:
     """BASE or CAND as given: a run directory, a records file, or a baseline's name."""
     from bench.gate.baseline import baseline_dir, baseline_names
+    from bench.names import is_path_name
 
     path = Path(arg)
     if path.is_dir() and not (path / RECORDS).is_file():
         raise UserError(f"{arg}: a directory without {RECORDS}: not a run directory or baseline")
     if not path.exists():
-        if not baseline_dir(results, arg).is_dir():
+        # A baseline's name is one path component: never a way out of results/baselines/.
+        if not is_path_name(arg) or not baseline_dir(results, arg).is_dir():
             names = ", ".join(baseline_names(results)) or "none"
             raise UserError(
                 f"{arg}: not a run directory, records file or baseline "

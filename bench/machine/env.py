@@ -1,8 +1,10 @@
 """The environment a run measured: software versions, devices, CPU, memory, git state.
 
-Collected inside a worker process (it imports torch); ``bench env`` prints the same.
+Collected inside a worker process (it imports torch); ``bench env`` prints the same, collected
+in a child process (:func:`collect_in_child`) so that the ``bench`` process never imports torch.
 """
 
+import json
 import os
 import platform
 import socket
@@ -53,11 +55,42 @@ def git_state(repo: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def collect(repo: Path) -> dict[str, Any]:
+def collect(repo: Path, found: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The environment, in the order env.json lists it. ``found``: :func:`torch_facts` as
+    another process found them (bench env's child); None: found here, importing torch."""
+    torch = found if found is not None else torch_facts()
+    nvml = inventory()  # the hardware boundary: torch-free, faked in tests
+    return {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch["torch"],
+        "torchvision": _version("torchvision"),
+        "cuda": torch["cuda"],
+        "cuda_available": torch["cuda_available"],
+        "cudnn": torch["cudnn"],
+        "nccl": torch["nccl"],
+        "devices": torch["devices"],
+        "driver": {"version": nvml["driver_version"], "reason": nvml["reason"]},
+        "nvml": nvml,
+        "cpu": {
+            "model": cpu_model(),
+            "logical_cores": psutil.cpu_count(logical=True),
+            "physical_cores": psutil.cpu_count(logical=False),
+            "torch_threads": torch["torch_threads"],
+        },
+        "memory_bytes": psutil.virtual_memory().total,
+        "git": git_state(repo),
+        "env_vars": relevant_env_vars(os.environ),
+    }
+
+
+def torch_facts() -> dict[str, Any]:
+    """What only torch knows: its versions, CUDA devices and default threads."""
     import torch
 
     cuda = torch.cuda.is_available()
-    nvml = inventory()
     devices = []
     for index in range(torch.cuda.device_count() if cuda else 0):
         props = torch.cuda.get_device_properties(index)
@@ -76,29 +109,33 @@ def collect(repo: Path) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - a build without NCCL
             nccl = None
     return {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "hostname": socket.gethostname(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
         "torch": torch.__version__,
-        "torchvision": _version("torchvision"),
         "cuda": torch.version.cuda,
         "cuda_available": cuda,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "nccl": nccl,
         "devices": devices,
-        "driver": {"version": nvml["driver_version"], "reason": nvml["reason"]},
-        "nvml": nvml,
-        "cpu": {
-            "model": cpu_model(),
-            "logical_cores": psutil.cpu_count(logical=True),
-            "physical_cores": psutil.cpu_count(logical=False),
-            "torch_threads": torch.get_num_threads(),
-        },
-        "memory_bytes": psutil.virtual_memory().total,
-        "git": git_state(repo),
-        "env_vars": relevant_env_vars(os.environ),
+        "torch_threads": torch.get_num_threads(),
     }
+
+
+def collect_in_child(repo: Path) -> dict[str, Any]:
+    """:func:`collect` with :func:`torch_facts` found in a new interpreter, which imports torch
+    and exits: the caller does not. Its ``bench`` is this one (the checkout above this package
+    first on its path); everything else (NVML, the CPU, git) is found here."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    code = "import json; from bench.machine.env import torch_facts as f; print(json.dumps(f()))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": path},
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"collecting the environment failed: {last}")
+    return collect(repo, json.loads(done.stdout))
 
 
 def _version(package: str) -> str | None:

@@ -176,17 +176,16 @@ def peak_by_name(name: str, dtype: str) -> tuple[Peak | None, str | None]:
     for entry in _TABLE:
         if entry.device.lower() == typed:
             return gpu_peak_of(entry, dtype)
-    peak, reason = gpu_peak(name, dtype)  # as NVML names it: "NVIDIA H200" is the SXM
-    if peak is not None or not (reason or "").startswith("no peak"):
-        return peak, reason
-    # A prefix of table names ("H100"): one match is that GPU, several are ambiguous.
+    # A prefix of table names ("H200"): one match is that GPU, several are ambiguous, before the
+    # names NVML prints are tried ("H200" would read as NVML's "NVIDIA H200", the SXM, while a
+    # person typing it may mean the NVL).
     matches = [entry for entry in _TABLE if entry.device.lower().startswith(typed)]
     if len(matches) == 1:
         return gpu_peak_of(matches[0], dtype)
     if len(matches) > 1:
         names = ", ".join(entry.device for entry in matches)
         return None, f"no peak for {name!r}: ambiguous, it names {names}; say which"
-    return peak, reason
+    return gpu_peak(name, dtype)  # as NVML names it: "NVIDIA H200" is the SXM
 
 
 def gpu_peak_of(entry: _Entry, dtype: str) -> tuple[Peak | None, str | None]:

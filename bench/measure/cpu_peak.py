@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from bench import atomic
+from bench.machine.cache import cache_dir
 from bench.machine.env import cpu_model
 from bench.machine.peaks import Peak
 from bench.measure.timing import time_call
@@ -36,12 +37,6 @@ _REPEATS = 5
 _MAX_CALL_S = 0.25
 BUSY_LOAD_PER_CORE = 0.5
 SUSPECT_MFU = 0.9
-
-
-def cache_dir() -> Path:
-    if "BENCH_CACHE_DIR" in os.environ:
-        return Path(os.environ["BENCH_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bench"
 
 
 def load_per_core() -> float:

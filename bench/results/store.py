@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import atomic
+from bench import atomic, testpoint
 from bench.errors import UserError
 from bench.results.metrics import METRIC_PATHS
 
@@ -33,13 +33,18 @@ def new_run_dir(results: Path, suite_name: str) -> Path:
     """Create ``results/<suite>/<run-id>`` with a fresh run id (the UTC start time)."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     parent = results / suite_name
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file in the way, a file system that takes no directories
+        raise UserError(f"{results}: cannot create {parent} in it: {error.strerror}") from None
     for suffix in ("", *(f"-{i}" for i in range(2, 100))):
         run_dir = parent / f"{stamp}{suffix}"
         try:
             run_dir.mkdir()
         except FileExistsError:
             continue
+        except OSError as error:
+            raise UserError(f"{results}: cannot create {run_dir}: {error.strerror}") from None
         (run_dir / "logs").mkdir()
         return run_dir
     raise UserError(f"{parent}: cannot create a new run directory for {stamp}")
@@ -192,6 +197,7 @@ class RecordWriter:
         if written != len(line):  # a short write: disk full; leave no half record behind
             os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_END) - written)
             raise OSError(f"{self.path}: short write ({written} of {len(line)} bytes)")
+        testpoint.reached("record")
         os.fsync(self._fd)
 
     def close(self) -> None:

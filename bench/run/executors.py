@@ -15,6 +15,7 @@ jobs write their logs there), and a job's result comes back through submitit's p
 Torch-free on the submitting side.
 """
 
+import importlib.util
 import math
 import os
 import time
@@ -28,6 +29,7 @@ from bench.machine.nvml import cuda_device_count
 from bench.run import maxbatch
 from bench.run.launcher import Job, Launcher
 from bench.run.torchrun import Placement
+from bench.spec.catalog import HF_MISSING
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 # A Slurm job's time limit beyond the case's own timeout: node start-up, imports, the fork
@@ -86,9 +88,12 @@ def run_job(
 
 
 def skip_reason(job: Job) -> str | None:
-    """The case's own reason, or one of this node: more ranks than GPUs."""
+    """The case's own reason, or one of this node: more ranks than GPUs, a workload's optional
+    package missing. ``bench run --dry-run`` shows the same."""
     if reason := job.case.skip_reason():
         return reason
+    if job.case.workload == "hf-gpt2" and importlib.util.find_spec("transformers") is None:
+        return HF_MISSING
     if job.case.device == "cuda" and job.case.nproc > 1:
         count, why = cuda_device_count()
         if count < job.case.nproc:
@@ -102,8 +107,8 @@ def skip_reason(job: Job) -> str | None:
 class LocalExecutor:
     """Every job on this machine, one after another, in the schedule's order."""
 
-    def __init__(self, run_dir: Path, placement: Placement):
-        self.launcher = Launcher(run_dir, placement)
+    def __init__(self, run_dir: Path, placement: Placement, compiles: bool):
+        self.launcher = Launcher(run_dir, placement, compiles)
 
     def collect_env(self, repo: Path) -> dict[str, Any] | None:
         return self.launcher.collect_env(repo)
@@ -213,7 +218,7 @@ def node_job(run_dir: str, job: Job, placement: dict[str, Any], rdzv_port: int) 
         }
     from bench.machine.paths import PROJECT_ROOT
 
-    launcher = Launcher(Path(run_dir), Placement(**placement))
+    launcher = Launcher(Path(run_dir), Placement(**placement), job.case.compile != "eager")
     env = launcher.collect_env(PROJECT_ROOT)
     probes: list[tuple[Job, dict[str, Any]]] = []
     result = run_job(launcher, job, lambda probe, res: probes.append((probe, res)))
@@ -221,9 +226,10 @@ def node_job(run_dir: str, job: Job, placement: dict[str, Any], rdzv_port: int) 
 
 
 def create(
-    name: str, run_dir: Path, placement: Placement, options: SlurmOptions
+    name: str, run_dir: Path, placement: Placement, options: SlurmOptions, compiles: bool
 ) -> LocalExecutor | SubmititExecutor:
+    """``compiles``: a case of the sweep compiles: its fork server preloads torch.compile."""
     if name == "local":
-        return LocalExecutor(run_dir, placement)
+        return LocalExecutor(run_dir, placement, compiles)
     cluster: Literal["slurm", "local"] = "slurm" if name == "slurm" else "local"
     return SubmititExecutor(run_dir, cluster, options)

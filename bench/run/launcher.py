@@ -12,14 +12,18 @@ the last lines of its log; the sweep goes on. This module does not import torch.
 import json
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
+from bench import testpoint
 from bench.machine.process import die_with_parent
 from bench.run import torchrun
 from bench.spec.case import Case
@@ -27,6 +31,8 @@ from bench.spec.case import Case
 LOG_TAIL_LINES = 20
 # Phases of a worker that run training steps (or evaluate); the rest of its wall time is fixed cost.
 MEASURED_PHASES = ("first_step_s", "warmup_s", "window_s", "eval_s")
+# What `bench` turns into a clean stop (bench/cli/main.py).
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 PRELOAD = [
     "bench.worker.entry",
     "bench.worker.distributed",  # and with it torch.distributed's launcher (torchrun's agent)
@@ -39,6 +45,12 @@ PRELOAD = [
     "sklearn.datasets",  # the offline digits: ~1 s to import
     "torchvision.datasets",  # MNIST, looked for by every mlp case with data = "auto"
 ]
+# What torch.compile imports before it compiles anything, in a sweep with a compiled case: the
+# inductor backend with its kernel templates (jinja2, compiled at import), AOTAutograd and dynamo's
+# debugging backends. In each case's process they were 1.3-1.8 s of its set-up. Importing them
+# compiles nothing and starts no thread or process (tests/test_launcher.py), so no case's compile
+# state reaches another: each compiles in its own fresh process as before.
+COMPILER_PRELOAD = ["torch._inductor.compile_fx", "torch._dynamo.repro.after_dynamo"]
 
 
 @dataclass(frozen=True)
@@ -59,20 +71,18 @@ class Launcher:
     more than one rank through torchrun (bench/run/torchrun.py), itself started from the fork server
     so that it is isolated and reaped like any worker."""
 
-    def __init__(self, run_dir: Path, placement: torchrun.Placement | None = None):
+    def __init__(
+        self, run_dir: Path, placement: torchrun.Placement | None = None, compiles: bool = False
+    ):
         self.run_dir = run_dir
         self.placement = placement or torchrun.Placement()
         self._context = multiprocessing.get_context("forkserver")
-        # Everything a case imports, paid once per sweep instead of once per case.
-        self._context.set_forkserver_preload(PRELOAD)
-        # The fork server starts with Ctrl-C ignored (an exec keeps an ignored signal ignored):
-        # a Ctrl-C while it imports torch would otherwise print its traceback. The launcher alone
-        # handles Ctrl-C; workers sit in process groups of their own and are killed by it.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
+        # Everything a case imports, paid once per sweep instead of once per case; the compiler
+        # stack only where a case compiles (about 1.7 s more at the fork server's start).
+        self._context.set_forkserver_preload(PRELOAD + (COMPILER_PRELOAD if compiles else []))
+        with stops_held():
+            testpoint.reached("fork-server")
             forkserver.ensure_running()
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     def run(self, job: Job) -> dict[str, Any]:
         """Run one job to its end and return the worker's result, with ``timing`` filled in."""
@@ -124,14 +134,24 @@ class Launcher:
     ) -> dict[str, Any]:
         """Run ``target(*args, launched)`` in a forked process; its result file, or a failure.
         ``explain`` rewrites a failure's status and reason (torchrun's, per rank)."""
+        # A result left by a worker of an interrupted run (stopped before it was read) is not
+        # this worker's.
+        result_path.unlink(missing_ok=True)
         launched = time.time()
         # Not daemonic: multiprocessing forbids a daemonic process children of its own, and a
         # case's DataLoader forks its workers (and torchrun's agent its ranks). The finally
         # below reaps the worker and its group whatever happens, and the worker dies with the
         # fork server (_isolated).
         process = self._context.Process(target=_isolated, args=(target, *args, launched))
-        process.start()
         try:
+            with stops_held():  # a fork server that died is started again, as in __init__
+                forkserver.ensure_running()
+            server = forkserver._forkserver._forkserver_pid
+            # A stop before its pid is known leaves the process to die with the fork server,
+            # which exits with bench (_isolated).
+            testpoint.reached("start")
+            process.start()
+            testpoint.reached("running")
             process.join(timeout_s)
             timed_out = process.is_alive()
         finally:
@@ -141,7 +161,8 @@ class Launcher:
             if process.pid is not None:
                 # Its descendants only while it runs: once it has exited, its pid may be reused.
                 torchrun.kill_tree(process.pid, descendants=process.is_alive())
-            process.join()
+                process.join()
+                _remove_cold_caches(process.pid)
         wall_s = time.time() - launched
         from_worker = not timed_out and result_path.exists()
         if timed_out:
@@ -153,7 +174,11 @@ class Launcher:
             result = json.loads(result_path.read_text())
             result_path.unlink()
         else:
-            result = {"status": "error", "reason": _exit_reason(process.exitcode, log_path)}
+            # 255: multiprocessing's code for a child whose exit status never came from its
+            # fork server, which died then (its pipes close just before it is a zombie).
+            death = _death_of(server, wait_s=1.0) if process.exitcode == 255 else None
+            why = _exit_reason(process.exitcode, log_path, death)
+            result = {"status": "error", "reason": why}
         if explain is not None and not from_worker:
             result = explain(result, process.exitcode)
         timing = result.setdefault("timing", {})
@@ -170,6 +195,7 @@ class Launcher:
     def collect_env(self, repo: Path) -> dict[str, Any]:
         """The environment as a forked worker sees it, so it describes the torch that cases use."""
         result_path = self.run_dir / "logs" / "env.result.json"
+        testpoint.reached("env")
         result = self._call(
             _write_env, (str(repo), str(result_path)), result_path, result_path, 120
         )
@@ -177,11 +203,33 @@ class Launcher:
         return result
 
 
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (blocked, not ignored: one that arrives is delivered on leaving)
+    while the fork server is started.
+
+    The fork server inherits the blocked mask through exec, so it imports torch with stops held (a
+    Ctrl-C at the terminal reaches its process group, and would end it with a traceback), then
+    ignores SIGINT itself; its children unblock them (_isolated). Ignoring SIGINT here instead,
+    as before, dropped a Ctrl-C that came meanwhile, and a fork server started again after it
+    died was not protected at all.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _isolated(target: Callable[..., None], *args: Any) -> None:
     """First thing in every child: detach it, then run ``target``."""
+    fork_server = os.getppid()
     # Own process group: a Ctrl-C at the terminal reaches the launcher only, and the launcher can
     # kill the whole group (inductor's compile workers included).
     os.setpgrp()
+    # Inherited from the fork server, which started with stops held (stops_held): a case's
+    # process takes SIGINT and SIGTERM as a process does.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # Every child of a fork server inherits the write end of its "alive" pipe (multiprocessing
     # passes it with each request): while a child held it, the fork server never saw the
     # launcher go (EOF on that pipe) and outlived a SIGKILLed bench, and the child's PDEATHSIG
@@ -190,7 +238,7 @@ def _isolated(target: Callable[..., None], *args: Any) -> None:
     _drop_fork_server_alive_fd()
     # Die with the fork server, which exits when the launcher does (even by SIGKILL), so that a
     # killed sweep leaves no case running on. Linux only: prctl(PR_SET_PDEATHSIG, SIGKILL).
-    die_with_parent()
+    die_with_parent(fork_server)
     target(*args)
 
 
@@ -224,8 +272,47 @@ def _write_env(repo: str, result_path: str, launched_at: float) -> None:
     write_json(Path(result_path), collect(Path(repo)))
 
 
-def _exit_reason(exitcode: int | None, log_path: Path) -> str:
-    if exitcode is not None and exitcode < 0:
+def cold_cache_prefix(pid: int) -> str:
+    """The name's start of the inductor cache directory of ``compile_cache = "cold"`` in the
+    process ``pid`` (bench/train/compiling.py), in the temporary directory."""
+    return f"bench-inductor-cold-{pid}-"
+
+
+def _remove_cold_caches(pid: int) -> None:
+    """The cold caches the process ``pid`` made: gone whether it removed them or was killed."""
+    for directory in Path(tempfile.gettempdir()).glob(cold_cache_prefix(pid) + "*"):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _death_of(pid: int | None, wait_s: float) -> str | None:
+    """How the fork server ``pid`` ended (``"killed by signal SIGKILL"``), or None if it still
+    runs after ``wait_s``. It stays a zombie (WNOWAIT) for ensure_running, which reaps it and
+    starts a new one."""
+    if pid is None:
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            status = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # not this process's child: reaped already
+            return "ended"
+        if status is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if status is None:
+        return None
+    if status.si_code == os.CLD_EXITED:
+        return f"exited with code {status.si_status}"
+    return f"killed by signal {signal.Signals(status.si_status).name}"
+
+
+def _exit_reason(exitcode: int | None, log_path: Path, server_death: str | None = None) -> str:
+    if server_death is not None:
+        why = (
+            f"the fork server died while this case ran ({server_death}), and the case's "
+            "process with it; the next case starts a new fork server"
+        )
+    elif exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
         why = f"worker killed by signal {name}"
         if name == "SIGKILL":

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from bench import testpoint
 from bench.errors import UserError
 from bench.machine.env import relevant_env_vars
 from bench.machine.paths import PROJECT_ROOT
@@ -98,7 +99,13 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
     cases = [Case(**values) for values in manifest["cases"]]
     done = set()
     if (run_dir / RECORDS).exists():
-        done = {(r["case_id"], r["repeat"]) for r in read_records(run_dir)}
+        # A probe of a max-batch search has the id of the case at its batch size, which may be
+        # a case of the sweep still to run: it is no record of that case.
+        done = {
+            (r["case_id"], r["repeat"])
+            for r in read_records(run_dir)
+            if PROBE_FLAG not in r.get("flags", [])
+        }
     jobs = [
         job
         for job in schedule(cases, manifest["order"], manifest["seed"])
@@ -110,7 +117,10 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
     slurm = SlurmOptions(**manifest.get("slurm", {}))
     if manifest.get("executor", "local") == "local":
         placement.check(cases)
-    executor = executors.create(manifest.get("executor", "local"), run_dir, placement, slurm)
+    compiles = any(job.case.compile != "eager" for job in jobs)
+    executor = executors.create(
+        manifest.get("executor", "local"), run_dir, placement, slurm, compiles
+    )
     env = executor.collect_env(PROJECT_ROOT)
     if env is not None:
         _record_env(run_dir, env)
@@ -171,7 +181,15 @@ class _Sink:
     def finished(self, job: Job, result: dict[str, Any], env: dict[str, Any] | None) -> None:
         if env is not None and not self.env_written:
             # A job on a cluster node: the environment is that node's (the first to answer).
-            if not (self.run_dir / ENV).exists() and "status" not in env:
+            if "status" in env:  # the node could not describe itself: nothing to check or keep
+                pass
+            elif (self.run_dir / ENV).exists():
+                # A resumed cluster run: the same software and code as when it started (its jobs
+                # ran on any of the cluster's nodes, so not the same host). Checked before this
+                # job's record is written.
+                recorded = read_json(self.run_dir / ENV)
+                check_same_environment(recorded, env, self.run_dir, same_host=False)
+            else:
                 env["env_vars"] = relevant_env_vars(os.environ)
                 write_json(self.run_dir / ENV, env)
             self.env_written = True
@@ -183,6 +201,7 @@ class _Sink:
         self.num_finished += 1
         self.progress.console.print(f"[{self.num_finished}/{self.total}] {label}: {line}")
         self.progress.advance(self.task)
+        testpoint.reached("between")
 
 
 def _warn_if_busy(console: Console) -> None:
@@ -196,9 +215,14 @@ def _warn_if_busy(console: Console) -> None:
         )
 
 
-def check_same_environment(recorded: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
-    """A resumed run must measure what it started measuring: same machine, software and code."""
-    keys = (("hostname",), ("torch",), ("cuda",), ("git", "commit"), ("git", "dirty"))
+def check_same_environment(
+    recorded: dict[str, Any], now: dict[str, Any], run_dir: Path, same_host: bool = True
+) -> None:
+    """A resumed run must measure what it started measuring: same machine (``same_host``),
+    software and code."""
+    keys = (("torch",), ("cuda",), ("git", "commit"), ("git", "dirty"))
+    if same_host:
+        keys = (("hostname",), *keys)
     for path in keys:
         before, after = recorded, now
         for key in path:

@@ -11,6 +11,7 @@ Torch-free: validation runs before any process imports torch.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -57,8 +58,8 @@ class Case:
     """A fully resolved case. Construct with :meth:`from_dict` (validates and fills defaults)."""
 
     workload: str = "mlp"
-    """Workload family: ``mlp``, ``gpt``, ``recsys``, ``diffusion``, ``hf-gpt2`` (``bench list``
-    shows them)."""
+    """Workload family: ``mlp``, ``gpt``, ``cnn`` (ResNets), ``vit`` (vision transformers),
+    ``recsys``, ``diffusion``, ``hf-gpt2`` (``bench list`` shows them with their sizes)."""
     model_size: str | int | None = None
     """A named size of the workload, or a target parameter count (``"25M"``, ``"1.5B"``) for which
     the workload chooses depth and width; None means the workload's default size."""
@@ -76,8 +77,9 @@ class Case:
     data: str = "auto"
     """Data source; allowed values depend on the workload (``bench list``)."""
     data_path: str | None = None
-    """Data root of MNIST and CIFAR-10 (``mlp``, ``cnn``, ``vit``) or the text file for
-    ``data = "text"`` (``gpt``)."""
+    """Data root of MNIST and CIFAR-10 in torchvision's layout (``mlp``, ``cnn``, ``vit``,
+    ``diffusion``; None: ``$BENCH_DATA_ROOT``, else ``~/.cache/bench/data``) or the text file for
+    ``data = "text"`` (``gpt``, ``hf-gpt2``)."""
     image_size: int | None = None
     """Side of the square input images (``cnn``, ``vit``; default: the size's own, 32 for the
     CIFAR-style networks and toys, 224 for the ImageNet ones). Stored images are resized to it
@@ -133,9 +135,11 @@ class Case:
     seed: int = 0
     """Seed for weights, data order and synthetic data."""
     threads: int | None = None
-    """CPU threads for torch (``torch.set_num_threads``); None means the machine's cores."""
+    """CPU threads for torch (``torch.set_num_threads``); None means the cores this process may
+    run on (its affinity), shared among the node's ranks (``nproc``)."""
     eval_batches: int | None = None
-    """Held-out batches evaluated at the end (``gpt`` only; ``mlp`` evaluates its whole split)."""
+    """Held-out batches evaluated at the end (``gpt``, ``hf-gpt2``; the other workloads evaluate
+    their whole held-out split)."""
     finetune: FinetuneStrategy | None = None
     """Fine-tune a pretrained backbone on another task (bench/train/finetune.py): ``full`` trains
     every weight, ``frozen`` only the head (a linear probe), ``lora`` low-rank adapters on the
@@ -308,7 +312,7 @@ class Case:
         """The settings that define what is measured (everything but the run length)."""
         return {k: v for k, v in self.to_dict().items() if k not in RUN_LENGTH_KEYS}
 
-    @property
+    @functools.cached_property  # a frozen case's id never changes; a sweep asks it often
     def id(self) -> str:
         """Stable id: a hash of the measured settings, equal across runs and machines.
 

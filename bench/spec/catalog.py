@@ -111,6 +111,10 @@ class WorkloadInfo:
 
 VISION_DATA = ("auto", "cifar10", "mnist", "digits", "synthetic")
 
+# hf-gpt2's optional dependency, and the reason its cases are skipped without it.
+HF_INSTALL_HINT = "pip install 'bench[hf]'"
+HF_MISSING = f"hf-gpt2 needs Hugging Face transformers, which is not installed: {HF_INSTALL_HINT}"
+
 WORKLOADS: dict[str, WorkloadInfo] = {
     "mlp": WorkloadInfo(
         name="mlp",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError, UserError
+from bench.names import NAME_RULE, is_path_name
 from bench.spec.case import CONDITIONAL_KEYS, Case
 from bench.spec.checks import unknown_key_help
 from bench.spec.choices import DEVICES
@@ -74,8 +75,10 @@ def load(name: str) -> Suite:
     meta = _table(raw, "suite", path)
     _check_keys(meta, _SUITE_KEYS, path, "[suite]", fail)
     name_value = meta.get("name", path.stem)
-    if not isinstance(name_value, str) or not name_value.strip():
-        raise fail("[suite]", "name", name_value, "must be a non-empty string")
+    if not is_path_name(name_value):
+        # It names the suite's folder of runs, results/<name>/: never a way out of it.
+        given = "" if "name" in meta else " (the file's name: give [suite] name)"
+        raise fail("[suite]", "name", name_value, f"use {NAME_RULE} characters{given}")
     base = _table(raw, "base", path)
     _check_keys(base, CASE_KEYS, path, "[base]", fail)
     matrix = _matrix(raw, "matrix", path, fail)
@@ -94,19 +97,27 @@ def load(name: str) -> Suite:
             **{key: _entries(table, key, path, fail, where) for key in ("include", "exclude")},
         }
     lists = {key: _entries(raw, key, path, fail) for key in ("include", "exclude")}
-    all_axes = set(matrix).union(*(table["matrix"] for table in devices.values()))
+    # A list in [base] or [device.<d>] is an axis too (expand): exclude may name it.
+    base_axes = set(matrix) | _list_keys(base)
+    device_axes = {d: set(t["matrix"]) | _list_keys(t) for d, t in devices.items()}
+    all_axes = base_axes.union(*device_axes.values())
     checks = [("[[exclude]]", lists["exclude"], all_axes)] + [
-        (f"[[device.{d}.exclude]]", table["exclude"], set(matrix) | set(table["matrix"]))
+        (f"[[device.{d}.exclude]]", table["exclude"], base_axes | device_axes[d])
         for d, table in devices.items()
     ]
     for where, entries, axes in checks:
         for entry in entries:
             for key in entry:
                 if key not in axes:
-                    raise fail(where, key, entry[key], "exclude may only name matrix axes")
+                    allowed = "exclude may only name axes (of [matrix], or lists in [base])"
+                    raise fail(where, key, entry[key], allowed)
     return Suite(
         path, name_value, meta.get("description", ""), base, matrix, **lists, devices=devices
     )
+
+
+def _list_keys(table: dict[str, Any]) -> set[str]:
+    return {key for key, value in table.items() if isinstance(value, list) and key in CASE_KEYS}
 
 
 def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -> list[Case]:

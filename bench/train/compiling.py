@@ -11,13 +11,15 @@ from typing import Any, TypeVar
 import torch
 from torch._dynamo.utils import counters
 
+from bench.run.launcher import cold_cache_prefix
 from bench.spec.case import Case
 
 
 def use_cold_cache() -> str:
     """Point inductor at a fresh, empty cache directory, so that the first step pays the whole
-    compile. Must run before the first compile of the process; returns the directory."""
-    directory = tempfile.mkdtemp(prefix="bench-inductor-cold-")
+    compile. Must run before the first compile of the process; returns the directory, named for
+    this process (the launcher removes it after the process, however it ended)."""
+    directory = tempfile.mkdtemp(prefix=cold_cache_prefix(os.getpid()))
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = directory
     return directory
 

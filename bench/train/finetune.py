@@ -28,8 +28,12 @@ attention projection but the head, the head training too only where it is new.
 """
 
 import dataclasses
+import fcntl
 import hashlib
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +43,7 @@ from torch import nn
 
 from bench import atomic
 from bench.errors import CaseError, NotApplicable
-from bench.measure.cpu_peak import cache_dir
+from bench.machine.cache import LOCK, PRETRAINED, cache_dir
 from bench.measure.timing import time_call
 from bench.spec.case import Case
 from bench.spec.catalog import workload_info
@@ -60,7 +64,6 @@ PRETRAIN_LR = 1e-3
 # new-classes: the source task has classes below this one, the target the others (digits 0-4,
 # then 5-9; any 10-class image data).
 FIRST_TARGET_CLASS = 5
-CACHE_SUBDIR = "pretrained"
 
 
 @dataclass(frozen=True)
@@ -199,23 +202,39 @@ def pretrained(case: Case, task: Task, device: torch.device) -> tuple[dict[str, 
         "recipe": PRETRAIN_RECIPE,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir() / CACHE_SUBDIR / f"{case.workload}-{digest}.pt"
+    path = cache_dir() / PRETRAINED / f"{case.workload}-{digest}.pt"
     notes_path = path.with_suffix(".json")
     common = {
         "checkpoint": str(path),
         "pretrain_steps": case.pretrain_steps,
         "source_data": source_data,
     }
-    if path.is_file() and notes_path.is_file():
-        try:
-            state = read_checkpoint(str(path))
-            notes = json.loads(notes_path.read_text())
-            return {"weights": "cache", **common, **notes["result"]}, state
-        except (CaseError, ValueError, KeyError):
-            pass  # a damaged cache entry is a miss: train again and overwrite it
-    state, result = pretrain(case, task.source, device)
-    _write_cache(path, notes_path, state, {"key": key, "result": result})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One process trains at a time: another that misses the same key waits, then finds the
+    # weights the first one cached instead of training them again.
+    with _locked(path.parent / LOCK):
+        if path.is_file() and notes_path.is_file():
+            try:
+                state = read_checkpoint(str(path))
+                notes = json.loads(notes_path.read_text())
+                return {"weights": "cache", **common, **notes["result"]}, state
+            except (CaseError, ValueError, KeyError):
+                pass  # a damaged cache entry is a miss: train again and overwrite it
+        state, result = pretrain(case, task.source, device)
+        _write_cache(path, notes_path, state, {"key": key, "result": result})
     return {"weights": "trained", **common, **result}, state
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created), held until the block ends; it goes with the
+    process however it ends."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def describe(splits: Any) -> dict[str, Any]:

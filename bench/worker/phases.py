@@ -75,23 +75,25 @@ def measure(
     if reason := unsupported_reason(case.precision, device):
         return {"status": "skipped", "reason": reason}
     cold_cache = compiling.use_cold_cache() if case.compile_cache == "cold" else None
-
-    setup_start = wall()
-    phase_memory = PhaseMemory(device)
     try:
-        training = prepare(case, device, ranks.wrap if ranks else None)
-    except NotApplicable as error:
-        return {"status": "skipped", "reason": str(error)}
-    pretrain_s = training.finetuned.pretrain_s if training.finetuned else None
-    setup_s = wall() - setup_start - (pretrain_s or 0.0)
-    phase_memory.after_build()
-    phases = run_phases(
-        case, device, training, ranks, threads, setup_s, pretrain_s, phase_memory, artifacts
-    )
-    result = build_result(case, device, training, phases)
-    if cold_cache:
-        shutil.rmtree(cold_cache, ignore_errors=True)
-    return result
+        setup_start = wall()
+        phase_memory = PhaseMemory(device)
+        try:
+            training = prepare(case, device, ranks.wrap if ranks else None)
+        except NotApplicable as error:
+            return {"status": "skipped", "reason": str(error)}
+        pretrain_s = training.finetuned.pretrain_s if training.finetuned else None
+        setup_s = wall() - setup_start - (pretrain_s or 0.0)
+        phase_memory.after_build()
+        phases = run_phases(
+            case, device, training, ranks, threads, setup_s, pretrain_s, phase_memory, artifacts
+        )
+        return build_result(case, device, training, phases)
+    finally:
+        # On every way out this process sees (a skip, an error, an out-of-memory); the launcher
+        # removes it after a process killed (a timeout, a signal) too.
+        if cold_cache:
+            shutil.rmtree(cold_cache, ignore_errors=True)
 
 
 def run_phases(

@@ -17,11 +17,11 @@ from torch import nn
 
 from bench.errors import NotApplicable
 from bench.spec.case import Case
-from bench.spec.catalog import GPT_VOCAB, GPTSize, size_of
+from bench.spec.catalog import GPT_VOCAB, HF_INSTALL_HINT, HF_MISSING, GPTSize, size_of
 from bench.workloads import gpt
 from bench.workloads.interface import Workload
 
-INSTALL_HINT = "pip install 'bench[hf]'"
+INSTALL_HINT = HF_INSTALL_HINT
 
 
 def transformers_module():
@@ -29,9 +29,7 @@ def transformers_module():
     try:
         import transformers
     except ImportError as error:
-        raise NotApplicable(
-            f"hf-gpt2 needs Hugging Face transformers, which is not installed: {INSTALL_HINT}"
-        ) from error
+        raise NotApplicable(HF_MISSING) from error
     return transformers
 
 
