@@ -24,6 +24,7 @@ from bench.spec.app_shapes import (  # the names catalog had stay importable fro
     recsys_params,
     unet_params,
 )
+from bench.spec.user_workload import is_user_spec
 from bench.spec.vision_shapes import (
     CNN_SIZES,
     VIT_SIZES,
@@ -90,7 +91,8 @@ class WorkloadInfo:
     name: str
     description: str
     sizes: dict[str, Shape]
-    default_size: str
+    default_size: str | None
+    """None: no named sizes (a user's workload reads ``model_size`` as it likes, if at all)."""
     default_batch_size: int
     data: tuple[str, ...]
     """Allowed values of the ``data`` key; the first is the default."""
@@ -107,6 +109,9 @@ class WorkloadInfo:
     classifier: bool = True
     """Trained on class labels, so that the ``loss`` key (cross-entropy, mse, focal) applies;
     False for a workload with its own objective (click BCE, noise-prediction MSE)."""
+    user: bool = False
+    """The user's own code (bench/spec/user_workload.py): sizes, metrics and whether it is a
+    classifier are known only once its function has built it, in the case's process."""
 
 
 VISION_DATA = ("auto", "cifar10", "mnist", "digits", "synthetic")
@@ -203,9 +208,34 @@ WORKLOADS: dict[str, WorkloadInfo] = {
 }
 
 
+# A user's workload (``FILE.py:FUNCTION``), as far as it is known before its function runs: any
+# ``model_size`` string, its own data (``data_path`` is its data root), any metric its evaluation
+# names. Whether the suite's ``loss`` applies (a classifier) is the built workload's to say: a
+# case whose ``loss`` does not apply is a skipped record (bench/workloads/user.py).
+USER_INFO = WorkloadInfo(
+    name="user",
+    description="your own training code: workload = 'FILE.py:FUNCTION' (docs/WORKLOADS.md)",
+    sizes={},
+    default_size=None,
+    default_batch_size=64,
+    data=("auto",),
+    language=False,
+    eval_metrics=(),
+    # own: fine-tune the model the function builds (its weights as it loads them, or from
+    # ``checkpoint``) on its own data; no pretraining phase.
+    finetune_tasks=("own",),
+    classifier=True,
+    user=True,
+)
+
+
 def workload_info(name: str) -> WorkloadInfo:
+    if is_user_spec(name):
+        return USER_INFO
     if name not in WORKLOADS:
-        raise ConfigError("workload", name, f"allowed: {', '.join(WORKLOADS)}")
+        raise ConfigError(
+            "workload", name, f"allowed: {', '.join(WORKLOADS)}, or 'FILE.py:FUNCTION' (your own)"
+        )
     return WORKLOADS[name]
 
 
