@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 
 from bench.machine.nvml import inventory
+from bench.machine.paths import PROJECT_ROOT
 
 # Variables that change what a run measures.
 _ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "CUDA_", "NCCL_", "TORCH", "PYTORCH_", "BENCH_")
@@ -51,6 +52,9 @@ def git_state(repo: Path) -> dict[str, Any]:
     if commit is None:
         return {"commit": None, "dirty": None, "reason": f"{repo} is not a git checkout"}
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+WORKLOAD_PACKAGES = ("torch", "torchvision", "timm", "transformers", "peft")
 
 
 def collect(repo: Path) -> dict[str, Any]:
@@ -96,7 +100,11 @@ def collect(repo: Path) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(),
         },
         "memory_bytes": psutil.virtual_memory().total,
+        # The repository the suite lives in (the user's, for their own workloads), and bench's.
         "git": git_state(repo),
+        "bench_git": git_state(PROJECT_ROOT),
+        # The packages a workload imports that matter to what it measures.
+        "packages": {name: _version(name) for name in WORKLOAD_PACKAGES},
         "env_vars": relevant_env_vars(os.environ),
     }
 
