@@ -285,3 +285,33 @@ def test_tutorial_copied_alone_counts_the_hand_flops(bench, tmp_path):
     assert evals >= 1
     assert lbfgs["metrics"]["flops"]["per_step"] == pytest.approx(per_evaluation * evals)
     assert sgd["runtime"]["data"]["name"] in ("mnist", "digits")
+
+
+def test_importing_the_api_starts_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import psutil, torch; threads = torch.get_num_threads(); import bench.api; "
+        "assert psutil.Process().children() == [], psutil.Process().children(); "
+        "assert torch.get_num_threads() == threads; print(sorted(bench.api.__all__))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "['DataInfo', 'Workload', 'WorkloadContext', 'run_cases']"
+
+
+def test_run_cases_from_python_returns_the_records(tmp_path, monkeypatch, bench_env):
+    from bench.api import run_cases
+
+    for key in ("TORCHINDUCTOR_CACHE_DIR", "BENCH_CACHE_DIR"):
+        monkeypatch.setenv(key, bench_env[key])
+    project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    settings = {"workload": "work/model.py:build", "batch_size": 32, "repeats": 2, "threads": 1}
+    settings |= {"warmup_steps": 1, "min_steps": 3, "max_steps": 3, "min_time_s": 0.0}
+    got = run_cases(settings, out=tmp_path / "out")
+    assert [(r["status"], r["repeat"]) for r in got] == [("ok", 0), ("ok", 1)]
+    assert [len(r["samples"]["step_time_s"]) for r in got] == [3, 3]
+    assert list((tmp_path / "out" / "python").glob("*/records.jsonl"))
