@@ -315,3 +315,43 @@ def test_run_cases_from_python_returns_the_records(tmp_path, monkeypatch, bench_
     assert [(r["status"], r["repeat"]) for r in got] == [("ok", 0), ("ok", 1)]
     assert [len(r["samples"]["step_time_s"]) for r in got] == [3, 3]
     assert list((tmp_path / "out" / "python").glob("*/records.jsonl"))
+
+
+AXES = """
+[[include]]
+compile = "default"
+compile_scope = "step"
+[[include]]
+batch_size = "max"
+max_batch_limit = 128
+[[include]]
+finetune = "frozen"
+[[include]]
+finetune = "lora"
+lora_rank = 2
+[[include]]
+nproc = 2
+strategy = "fsdp"
+[[include]]
+lr_schedule = "warmup-cosine"
+optimizer = "sgd-momentum"
+[[include]]
+precision = "amp-fp16"
+"""
+
+
+def test_every_axis_runs_on_a_user_workload(bench, tmp_path):
+    done = bench("run", str(project(tmp_path, SUITE + AXES)), timeout=900)
+    assert done.returncode == 0, done.stderr
+    got = [r for r in records(tmp_path) if "max_batch_probe" not in r["flags"]]
+    assert [r["status"] for r in got] == ["ok"] * 7, [r["reason"] for r in got]
+    step, maxb, frozen, lora, fsdp, schedule, amp = got
+    assert step["runtime"]["compile"]["scope"] == "step"
+    assert maxb["metrics"]["max_batch_size"] == 128  # the search's limit: the model is tiny
+    # hidden = 8: the head Linear(8, 4) alone trains when frozen; LoRA adds r (in + out) per
+    # adapted layer, the first Linear(16, 8) only (the head is left out): 2 * (16 + 8) = 48.
+    assert frozen["metrics"]["trainable_params"] == 8 * 4 + 4
+    assert lora["runtime"]["finetune"]["adapter_params"] == 2 * (16 + 8)
+    assert fsdp["runtime"]["distributed"]["world_size"] == 2
+    assert schedule["metrics"]["optimizer"]["final_lr"] < 0.01  # decayed from sgd's 0.01
+    assert amp["runtime"]["grad_scaler"] is True

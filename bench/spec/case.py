@@ -18,7 +18,14 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from bench.errors import ConfigError
-from bench.spec.catalog import GPTSize, ViTSize, WorkloadInfo, size_of, workload_info
+from bench.spec.catalog import (
+    ZOO_IMAGE_SIZE,
+    GPTSize,
+    ViTSize,
+    WorkloadInfo,
+    size_of,
+    workload_info,
+)
 from bench.spec.checks import check_hub_weights, unknown_key_help, validate
 from bench.spec.choices import (
     COMPILE_ONLY_KEYS,
@@ -258,8 +265,10 @@ class Case:
             resolved["tie_embeddings"] = _default(case.tie_embeddings, True)
             resolved["activation_checkpointing"] = _default(case.activation_checkpointing, False)
         if info.image_pipeline:
-            shape = size_of(case.workload, resolved["model_size"])
-            resolved["image_size"] = case.image_size or shape.image_size
+            shape = None if info.zoo else size_of(case.workload, resolved["model_size"])
+            resolved["image_size"] = case.image_size or (
+                shape.image_size if shape is not None else ZOO_IMAGE_SIZE
+            )
             if isinstance(shape, ViTSize) and resolved["image_size"] % shape.patch_size:
                 raise ConfigError(
                     "image_size",

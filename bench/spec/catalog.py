@@ -109,6 +109,9 @@ class WorkloadInfo:
     classifier: bool = True
     """Trained on class labels, so that the ``loss`` key (cross-entropy, mse, focal) applies;
     False for a workload with its own objective (click BCE, noise-prediction MSE)."""
+    zoo: bool = False
+    """A model zoo's model by name (``torchvision:NAME``, ``timm:NAME``; bench/workloads/zoo.py):
+    the workload names the model, so ``model_size`` does not apply."""
     user: bool = False
     """The user's own code (bench/spec/user_workload.py): sizes, metrics and whether it is a
     classifier are known only once its function has built it, in the case's process."""
@@ -229,12 +232,53 @@ USER_INFO = WorkloadInfo(
 )
 
 
+def _zoo_info(zoo: str, description: str) -> WorkloadInfo:
+    """A zoo's classifiers, built untrained for the data's classes, on the image pipeline of
+    ``cnn`` and ``vit`` (data, ``image_size``, ``augment``, ``num_workers``)."""
+    return WorkloadInfo(
+        name=zoo,
+        description=description,
+        sizes={},
+        default_size=None,
+        default_batch_size=32,
+        data=VISION_DATA,
+        language=False,
+        eval_metrics=("accuracy", "loss"),
+        finetune_tasks=("new-classes", "rotated"),
+        image_pipeline=True,
+        zoo=True,
+    )
+
+
+TIMM_INSTALL = "pip install 'bench[timm]'"
+# Default side of a zoo model's images: ImageNet's 224, as the zoos' own recipes train them.
+ZOO_IMAGE_SIZE = 224
+ZOOS = {
+    "torchvision": _zoo_info(
+        "torchvision",
+        "torchvision.models' classifiers by name: torchvision:convnext_tiny, ... (untrained)",
+    ),
+    "timm": _zoo_info("timm", "timm.create_model(NAME) (untrained; pip install 'bench[timm]')"),
+}
+
+
+def zoo_of(name: str) -> str | None:
+    """``torchvision`` for ``torchvision:NAME``, ``timm`` for ``timm:NAME``, else None."""
+    zoo, sep, model = name.partition(":") if isinstance(name, str) else ("", "", "")
+    return zoo if sep and model and zoo in ZOOS else None
+
+
 def workload_info(name: str) -> WorkloadInfo:
+    if (zoo := zoo_of(name)) is not None:
+        return ZOOS[zoo]
     if is_user_spec(name):
         return USER_INFO
     if name not in WORKLOADS:
         raise ConfigError(
-            "workload", name, f"allowed: {', '.join(WORKLOADS)}, or 'FILE.py:FUNCTION' (your own)"
+            "workload",
+            name,
+            f"allowed: {', '.join(WORKLOADS)}, torchvision:NAME, timm:NAME, or "
+            "'FILE.py:FUNCTION' (your own)",
         )
     return WORKLOADS[name]
 

@@ -45,6 +45,10 @@ def validate(case: "Case") -> None:
     _choice("device", case.device, DEVICES)
     _choice("data", case.data, info.data, f"allowed for {case.workload}")
     _check_user(case, info)
+    if case.model_size is not None and info.zoo:
+        raise ConfigError(
+            "model_size", case.model_size, f"{case.workload} names its model: leave model_size out"
+        )
     if case.model_size is not None and not info.user:
         size_of(case.workload, case.model_size)
     if case.loss is not None:
@@ -184,6 +188,7 @@ def _check_finetune(case: "Case", info: WorkloadInfo) -> None:
         and case.lora_rank is not None
         and case.model_size is not None
         and not info.user
+        and not info.zoo
     ):
         layer = narrowest(adapted_layers(case.workload, case.model_size))
         if layer is not None and case.lora_rank >= min(layer[1], layer[2]):

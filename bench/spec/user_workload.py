@@ -72,10 +72,16 @@ def file_sha256(path: Path) -> str:
 
 
 def check_cases(cases: list["Case"], where: str) -> None:
-    """Every user workload of ``cases`` imports, has its function, and that function accepts the
+    """Every ``torchvision:NAME`` of ``cases`` is one of torchvision's classifiers, and every
+    user workload imports, has its function, and that function accepts the
     case's ``workload_args``: checked once per distinct (spec, root, keys) in a child Python
     (the user's module imports torch), before anything is written. A problem is a
     :class:`UserError` of one line, prefixed with ``where`` (the suite file)."""
+    torchvision = sorted(
+        {c.workload.split(":", 1)[1] for c in cases if c.workload.startswith("torchvision:")}
+    )
+    if torchvision and (problem := _ask(torchvision, "bench.workloads.zoo")):
+        raise UserError(f"{where}: {problem}")
     seen: set[tuple[str, str | None, tuple[str, ...]]] = set()
     for case in cases:
         if not is_user_spec(case.workload):
@@ -103,8 +109,13 @@ def probe(spec: UserSpec, root: str | None, keys: tuple[str, ...]) -> str | None
         "function": spec.function,
         "keys": list(keys),
     }
+    return _ask(request, "bench.spec.user_probe")
+
+
+def _ask(request: Any, module: str) -> str | None:
+    """Run ``python -m MODULE REQUEST`` (JSON); its problem in one line, or None."""
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.spec.user_probe", json.dumps(request)],
+        [sys.executable, "-m", module, json.dumps(request)],
         capture_output=True,
         text=True,
         timeout=300,

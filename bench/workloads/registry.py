@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from bench.spec.case import Case
-from bench.spec.catalog import workload_info
+from bench.spec.catalog import workload_info, zoo_of
 from bench.spec.user_workload import is_user_spec
 from bench.workloads import user
 from bench.workloads.interface import Workload
@@ -33,7 +33,10 @@ FAMILIES = {
 
 
 def family(name: str) -> ModuleType:
-    """The module of workload ``name`` (validated by the Case: always one of FAMILIES)."""
+    """The module of workload ``name`` (validated by the Case: one of FAMILIES, or a zoo's
+    ``torchvision:NAME`` / ``timm:NAME``)."""
+    if zoo_of(name) is not None:
+        return importlib.import_module("bench.workloads.zoo")
     return importlib.import_module(f"bench.workloads.{FAMILIES[name]}")
 
 
