@@ -124,7 +124,10 @@ def test_two_case_sweep_records_every_field(tmp_path, bench):
     env = json.loads((run_dir / "env.json").read_text())
     assert env["torch"] == torch.__version__
     assert env["cpu"]["logical_cores"] == os.cpu_count()
-    assert len(env["git"]["commit"]) == 40
+    # The suite lives in tmp_path, no git repository: env.json says so, and names bench's own
+    # checkout apart (bench_git).
+    assert env["git"]["commit"] is None and "not a git checkout" in env["git"]["reason"]
+    assert len(env["bench_git"]["commit"]) == 40
     assert env["driver"]["version"] is None and "NVML" in env["driver"]["reason"]
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["cases"] == [mlp.to_dict(), gpt.to_dict()]

@@ -194,6 +194,7 @@ def cmd_baseline(args: argparse.Namespace, console: Console) -> int:
 def cmd_gate(args: argparse.Namespace, console: Console) -> int:
     from bench.gate.compare import compare, load_side
     from bench.run import sweep as runner
+    from bench.spec.user_workload import check_cases
 
     settings = _comparing(args)
     if args.seed != 0 and args.order != "random":
@@ -205,6 +206,7 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
             f"{suite.path}: no case in common with baseline {args.baseline!r} (the suite or its "
             f"settings changed since it was saved); save a new one: bench baseline save NAME RUN"
         )
+    check_cases(cases, str(suite.path))
     options = runner.RunOptions(device, overrides, args.order, args.seed)
     run_dir = runner.create_run(args.results, suite, cases, options)
     console.print(f"gate: run {run_dir}: {count_runs(cases)} on {device}, then compare")

@@ -23,6 +23,7 @@ from bench.cli.arguments import (
 from bench.errors import UserError
 from bench.results.store import MANIFEST, status_summary
 from bench.spec import suite as suites
+from bench.spec.user_workload import check_cases
 
 
 def add_commands(commands: Any) -> None:
@@ -122,6 +123,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         _print_cases(suite, cases, device, overrides, args.executor, console)
         return 0
+    check_cases(cases, str(suite.path))  # the user's code imports: one child Python per spec
     options = runner.RunOptions(
         device, overrides, args.order, args.seed, args.executor, slurm, placement
     )

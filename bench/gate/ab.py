@@ -1,7 +1,9 @@
 """``bench ab``: the base ref and the working tree measured in one job, interleaved.
 
-The base ref is checked out in a temporary ``git worktree``. Both sides run the same suite file
-(the one given, from the working tree) with their own code: each round is one ``bench run
+The base ref is checked out in a temporary ``git worktree`` of the repository the suite lives in
+(the user's own, or this project's checkout). Both sides run the same suite file (the one given,
+from the working tree; the base side's copy in its worktree) with their own code: the user's
+workload modules, and in this project's checkout bench itself. each round is one ``bench run
 --repeats 1`` per side, in the order base, cand, then cand, base (ABBA), so that drift of the
 machine during the job (thermal state, a noisy neighbour on a shared CI runner) lands on both
 sides alike instead of on whichever side ran second. The rounds of each side are then merged into
@@ -48,14 +50,18 @@ def run_ab(
     out: Path,
     console: Console,
 ) -> dict[str, Path]:
-    """Run both sides interleaved; return the merged run directory of each side."""
-    repo = _git(
-        project_root,
-        "rev-parse",
-        "--show-toplevel",
-        what=f"bench ab runs the checkout bench is installed from (pip install -e), and "
-        f"{project_root} is not a git work tree",
-    )
+    """Run both sides interleaved; return the merged run directory of each side.
+
+    The repository is the one the suite lives in: the user's (their workload modules come from
+    each side's tree, bench from its installation) or this project's checkout (each side runs
+    its own bench too)."""
+    repo = _toplevel(suite_path.parent) or _toplevel(project_root)
+    if repo is None:
+        raise UserError(
+            f"bench ab compares a git commit with the working tree, and neither {suite_path} nor "
+            f"{project_root} is in a git work tree"
+        )
+    own_checkout = repo == _toplevel(project_root)
     commit = _git(
         Path(repo),
         "rev-parse",
@@ -84,9 +90,11 @@ def run_ab(
         try:
             # `python -m bench.cli` runs bench/cli.py in commits before the package layout.
             cli = worktree / "bench" / "cli"
-            if not (cli / "__main__.py").is_file() and not cli.with_suffix(".py").is_file():
+            has_cli = (cli / "__main__.py").is_file() or cli.with_suffix(".py").is_file()
+            if own_checkout and not has_cli:
                 raise UserError(f"--base-ref {base_ref}: {commit[:12]} has no bench/cli to run")
-            roots = {"base": worktree, "cand": project_root}
+            roots = {"base": worktree, "cand": Path(repo) if not own_checkout else project_root}
+            suites = {"base": _suite_in(worktree, Path(repo), suite_path), "cand": suite_path}
             runs: dict[str, list[Path]] = {side: [] for side in SIDES}
             for round_ in range(rounds):
                 for side in SIDES if round_ % 2 == 0 else SIDES[::-1]:
@@ -95,7 +103,7 @@ def run_ab(
                         _run_side(
                             label,
                             roots[side],
-                            suite_path,
+                            suites[side],
                             device,
                             overrides,
                             Path(tmp) / side / str(round_),
@@ -115,6 +123,28 @@ def run_ab(
                 capture_output=True,
             )
             subprocess.run(["git", "-C", repo, "worktree", "prune"], capture_output=True)
+
+
+def _toplevel(path: Path) -> str | None:
+    done = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True
+    )
+    return str(Path(done.stdout.strip()).resolve()) if done.returncode == 0 else None
+
+
+def _suite_in(worktree: Path, repo: Path, suite_path: Path) -> Path:
+    """The suite file as the base side runs it: the working tree's, copied to its place in the
+    base worktree, so that both sides run the same suite and a workload file it names
+    (``FILE.py:FUNCTION``, relative to the suite) is the base commit's. A suite outside the
+    repository is run from where it is."""
+    try:
+        relative = suite_path.resolve().relative_to(repo)
+    except ValueError:
+        return suite_path
+    copy = worktree / relative
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(suite_path, copy)
+    return copy
 
 
 def _git(cwd: Path, *args: str, what: str) -> str:

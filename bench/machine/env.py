@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 
 from bench.machine.nvml import inventory
+from bench.machine.paths import PROJECT_ROOT
 
 # Variables that change what a run measures.
 _ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "CUDA_", "NCCL_", "TORCH", "PYTORCH_", "BENCH_")
@@ -55,6 +56,9 @@ def git_state(repo: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
+WORKLOAD_PACKAGES = ("torch", "torchvision", "timm", "transformers", "peft")
+
+
 def collect(repo: Path, found: dict[str, Any] | None = None) -> dict[str, Any]:
     """The environment, in the order env.json lists it. ``found``: :func:`torch_facts` as
     another process found them (bench env's child); None: found here, importing torch."""
@@ -81,7 +85,11 @@ def collect(repo: Path, found: dict[str, Any] | None = None) -> dict[str, Any]:
             "torch_threads": torch["torch_threads"],
         },
         "memory_bytes": psutil.virtual_memory().total,
+        # The repository the suite lives in (the user's, for their own workloads), and bench's.
         "git": git_state(repo),
+        "bench_git": git_state(PROJECT_ROOT),
+        # The packages a workload imports that matter to what it measures.
+        "packages": {name: _version(name) for name in WORKLOAD_PACKAGES},
         "env_vars": relevant_env_vars(os.environ),
     }
 

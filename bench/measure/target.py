@@ -24,12 +24,14 @@ Pure bookkeeping, torch-free: the worker runs the evaluations and times them.
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.errors import CaseError
 from bench.spec.choices import TARGET_DIRECTIONS
 
 
-def met(metric: str, value: float, target: float) -> bool:
-    """Whether ``value`` of ``metric`` reaches ``target`` (NaN never does)."""
-    if TARGET_DIRECTIONS[metric] == "max":
+def met(metric: str, value: float, target: float, direction: str | None = None) -> bool:
+    """Whether ``value`` of ``metric`` reaches ``target`` (NaN never does); ``direction``
+    (``max`` or ``min``) where the metric is not one of ``TARGET_DIRECTIONS`` (a user's)."""
+    if (direction or TARGET_DIRECTIONS[metric]) == "max":
         return value >= target
     return value <= target
 
@@ -49,6 +51,9 @@ class QualityTracker:
     """``[steps, training seconds, {metric: value}]`` per evaluation."""
     eval_s: float = 0.0
     reached_at: tuple[int, float] | None = None
+    direction: str | None = None
+    """``max`` or ``min`` for a metric ``TARGET_DIRECTIONS`` does not know (a user's
+    ``Workload.directions``)."""
 
     def record(
         self, window_steps: int, window_train_s: float, evaluation: dict[str, float], eval_s: float
@@ -62,8 +67,12 @@ class QualityTracker:
         if self.metric is None or self.reached_at is not None:
             return False
         if self.metric not in evaluation:
-            raise AssertionError(f"the evaluation has no {self.metric!r}: {sorted(evaluation)}")
-        if met(self.metric, evaluation[self.metric], self.value):  # type: ignore[arg-type]
+            raise CaseError(
+                f"target_metric = {self.metric!r}: the evaluation returns "
+                f"{', '.join(sorted(evaluation)) or 'no metric'}"
+            )
+        value = evaluation[self.metric]
+        if met(self.metric, value, self.value, self.direction):  # type: ignore[arg-type]
             self.reached_at = (steps, train_s)
             return True
         return False
@@ -85,7 +94,8 @@ class QualityTracker:
         values = [e[self.metric] for _, _, e in self.curve if e.get(self.metric) is not None]
         best = None
         if values:
-            best = max(values) if TARGET_DIRECTIONS[self.metric] == "max" else min(values)
+            direction = self.direction or TARGET_DIRECTIONS[self.metric]
+            best = max(values) if direction == "max" else min(values)
         reached = self.reached_at is not None
         return {
             "metric": self.metric,

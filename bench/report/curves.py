@@ -20,7 +20,10 @@ CURVE_COLUMNS = ["suite", "run_id", "case_id", "repeat", "step", "window_s", "lo
 
 
 def loss_curves(records: Iterable[dict[str, Any]], axes: list[str]) -> pd.DataFrame:
-    """One row per loss reading of every ok record, with the record's values of ``axes``."""
+    """One row per loss reading of every ok record, with the record's values of ``axes``
+    (an axis named like a column of the readings, the suite's ``loss``, is left out: the
+    column holds the reading)."""
+    axes = [axis for axis in axes if axis not in CURVE_COLUMNS]
     rows = []
     for record in records:
         samples = record.get("samples") or {}

@@ -20,7 +20,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from bench import testpoint
 from bench.errors import UserError
 from bench.machine.env import relevant_env_vars
-from bench.machine.paths import PROJECT_ROOT
 from bench.results.store import (
     ENV,
     MANIFEST,
@@ -121,7 +120,8 @@ def execute(run_dir: Path, console: Console) -> list[dict[str, Any]]:
     executor = executors.create(
         manifest.get("executor", "local"), run_dir, placement, slurm, compiles
     )
-    env = executor.collect_env(PROJECT_ROOT)
+    # The git state of the repository the suite lives in (a user's own, or this project's).
+    env = executor.collect_env(Path(manifest["suite_path"]).resolve().parent)
     if env is not None:
         _record_env(run_dir, env)
     _warn_if_busy(console)

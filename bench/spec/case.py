@@ -19,7 +19,14 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from bench.errors import ConfigError
-from bench.spec.catalog import GPTSize, ViTSize, WorkloadInfo, size_of, workload_info
+from bench.spec.catalog import (
+    ZOO_IMAGE_SIZE,
+    GPTSize,
+    ViTSize,
+    WorkloadInfo,
+    size_of,
+    workload_info,
+)
 from bench.spec.checks import check_hub_weights, unknown_key_help, validate
 from bench.spec.choices import (
     COMPILE_ONLY_KEYS,
@@ -59,7 +66,15 @@ class Case:
 
     workload: str = "mlp"
     """Workload family: ``mlp``, ``gpt``, ``cnn`` (ResNets), ``vit`` (vision transformers),
-    ``recsys``, ``diffusion``, ``hf-gpt2`` (``bench list`` shows them with their sizes)."""
+    ``recsys``, ``diffusion``, ``hf-gpt2`` (``bench list`` shows them with their sizes); a model
+    zoo's (``torchvision:NAME``, ``timm:NAME``); or the user's own code: ``"FILE.py:FUNCTION"``
+    (a path relative to the suite file) or ``"package.module:FUNCTION"`` (docs/WORKLOADS.md)."""
+    workload_args: dict[str, Any] | None = None
+    """Keyword arguments of a user's workload function (``[base.workload_args]``; each may be an
+    axis, ``workload_args.hidden = [256, 512]``). Part of the case id. None on built-ins."""
+    workload_root: str | None = None
+    """The directory a user's ``FILE.py`` is resolved from: the suite file's. Set by bench, not by
+    suites; not part of the case id (a checkout and bench ab's worktree of it share case ids)."""
     model_size: str | int | None = None
     """A named size of the workload, or a target parameter count (``"25M"``, ``"1.5B"``) for which
     the workload chooses depth and width; None means the workload's default size."""
@@ -236,6 +251,11 @@ class Case:
                 raise ConfigError(key, values[key], unknown_key_help(key, known))
         case = cls(**values)
         info = workload_info(case.workload)
+        if info.user and "loss" not in values:
+            # The built workload says whether it is a classifier: cross-entropy then, its own
+            # loss otherwise (bench/workloads/user.py). A loss the suite names is kept, and is a
+            # skipped record where the workload is no classifier.
+            case = dataclasses.replace(case, loss=None)
         resolved: dict[str, Any] = {
             "model_size": case.model_size or info.default_size,
             "batch_size": case.batch_size or info.default_batch_size,
@@ -250,8 +270,10 @@ class Case:
             resolved["tie_embeddings"] = _default(case.tie_embeddings, True)
             resolved["activation_checkpointing"] = _default(case.activation_checkpointing, False)
         if info.image_pipeline:
-            shape = size_of(case.workload, resolved["model_size"])
-            resolved["image_size"] = case.image_size or shape.image_size
+            shape = None if info.zoo else size_of(case.workload, resolved["model_size"])
+            resolved["image_size"] = case.image_size or (
+                shape.image_size if shape is not None else ZOO_IMAGE_SIZE
+            )
             if isinstance(shape, ViTSize) and resolved["image_size"] % shape.patch_size:
                 raise ConfigError(
                     "image_size",
@@ -284,7 +306,7 @@ class Case:
             resolved["alpha"] = _default(case.alpha, 0.25)
         if case.finetune is not None:
             resolved["finetune_task"] = case.finetune_task or info.finetune_tasks[0]
-            if case.checkpoint is None:
+            if case.checkpoint is None and not info.user:
                 resolved["pretrain_steps"] = case.pretrain_steps or DEFAULT_PRETRAIN_STEPS
         if case.finetune == "lora":
             rank = case.lora_rank or DEFAULT_LORA_RANK
@@ -345,11 +367,20 @@ def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
 def case_labels(configs: dict[str, dict[str, Any]]) -> dict[str, str]:
     """A short label per case id: the settings that vary across ``configs`` (case id -> config),
     those that do not apply to a case left out; the workload and size where nothing varies."""
+    configs = {case_id: flat_config(config) for case_id, config in configs.items()}
     shown = varying_keys(list(configs.values())) or ["workload", "model_size"]
     return {
         case_id: " ".join(f"{k}={config.get(k)}" for k in shown if config.get(k) is not None)
         for case_id, config in configs.items()
     }
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config with each of its ``workload_args`` as a key of its own, ``workload_args.hidden``:
+    how labels and report columns show them (an axis of the suite is one argument)."""
+    args = config.get("workload_args") or {}
+    flat = {key: value for key, value in config.items() if key != "workload_args"}
+    return {**flat, **{f"workload_args.{key}": value for key, value in args.items()}}
 
 
 def _default(value: Any, default: Any) -> Any:
@@ -364,9 +395,11 @@ _APPLIES_NOT: tuple[tuple[tuple[str, ...], Callable[[Case, WorkloadInfo], bool]]
     (("image_size",), lambda case, info: not info.image_pipeline),
     (LOADER_KEYS, lambda case, info: not info.image_pipeline or case.data == "synthetic"),
     (("pin_memory",), lambda case, info: case.device != "cuda"),
+    (("workload_root",), lambda case, info: not info.user),
     (RECSYS_ONLY_KEYS, lambda case, info: case.workload != "recsys"),
     # A workload with its own objective ignores the classification loss and its knobs.
     (("loss",), lambda case, info: not info.classifier),
+    (("workload_args",), lambda case, info: not case.workload_args),
     (COMPILE_ONLY_KEYS, lambda case, info: case.compile == "eager"),
     (("nesterov",), lambda case, info: case.optimizer != "sgd-momentum"),
     (("lr_warmup_steps",), lambda case, info: case.lr_schedule != "warmup-cosine"),
@@ -374,7 +407,7 @@ _APPLIES_NOT: tuple[tuple[tuple[str, ...], Callable[[Case, WorkloadInfo], bool]]
     (("gamma", "alpha"), lambda case, info: case.loss != "focal" or not info.classifier),
     (FINETUNE_ONLY_KEYS, lambda case, info: case.finetune is None),
     (LORA_ONLY_KEYS, lambda case, info: case.finetune != "lora"),
-    (("pretrain_steps",), lambda case, info: case.checkpoint is not None),
+    (("pretrain_steps",), lambda case, info: case.checkpoint is not None or info.user),
     (("strategy",), lambda case, info: case.world_size == 1),
 )
 CONDITIONAL_KEYS = frozenset(key for keys, _ in _APPLIES_NOT for key in keys)

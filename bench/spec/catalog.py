@@ -24,6 +24,7 @@ from bench.spec.app_shapes import (  # the names catalog had stay importable fro
     recsys_params,
     unet_params,
 )
+from bench.spec.user_workload import is_user_spec
 from bench.spec.vision_shapes import (
     CNN_SIZES,
     VIT_SIZES,
@@ -90,7 +91,8 @@ class WorkloadInfo:
     name: str
     description: str
     sizes: dict[str, Shape]
-    default_size: str
+    default_size: str | None
+    """None: no named sizes (a user's workload reads ``model_size`` as it likes, if at all)."""
     default_batch_size: int
     data: tuple[str, ...]
     """Allowed values of the ``data`` key; the first is the default."""
@@ -107,6 +109,12 @@ class WorkloadInfo:
     classifier: bool = True
     """Trained on class labels, so that the ``loss`` key (cross-entropy, mse, focal) applies;
     False for a workload with its own objective (click BCE, noise-prediction MSE)."""
+    zoo: bool = False
+    """A model zoo's model by name (``torchvision:NAME``, ``timm:NAME``; bench/workloads/zoo.py):
+    the workload names the model, so ``model_size`` does not apply."""
+    user: bool = False
+    """The user's own code (bench/spec/user_workload.py): sizes, metrics and whether it is a
+    classifier are known only once its function has built it, in the case's process."""
 
 
 VISION_DATA = ("auto", "cifar10", "mnist", "digits", "synthetic")
@@ -207,9 +215,75 @@ WORKLOADS: dict[str, WorkloadInfo] = {
 }
 
 
+# A user's workload (``FILE.py:FUNCTION``), as far as it is known before its function runs: any
+# ``model_size`` string, its own data (``data_path`` is its data root), any metric its evaluation
+# names. Whether the suite's ``loss`` applies (a classifier) is the built workload's to say: a
+# case whose ``loss`` does not apply is a skipped record (bench/workloads/user.py).
+USER_INFO = WorkloadInfo(
+    name="user",
+    description="your own training code: workload = 'FILE.py:FUNCTION' (docs/WORKLOADS.md)",
+    sizes={},
+    default_size=None,
+    default_batch_size=64,
+    data=("auto",),
+    language=False,
+    eval_metrics=(),
+    # own: fine-tune the model the function builds (its weights as it loads them, or from
+    # ``checkpoint``) on its own data; no pretraining phase.
+    finetune_tasks=("own",),
+    classifier=True,
+    user=True,
+)
+
+
+def _zoo_info(zoo: str, description: str) -> WorkloadInfo:
+    """A zoo's classifiers, built untrained for the data's classes, on the image pipeline of
+    ``cnn`` and ``vit`` (data, ``image_size``, ``augment``, ``num_workers``)."""
+    return WorkloadInfo(
+        name=zoo,
+        description=description,
+        sizes={},
+        default_size=None,
+        default_batch_size=32,
+        data=VISION_DATA,
+        language=False,
+        eval_metrics=("accuracy", "loss"),
+        finetune_tasks=("new-classes", "rotated"),
+        image_pipeline=True,
+        zoo=True,
+    )
+
+
+TIMM_INSTALL = "pip install 'bench[timm]'"
+# Default side of a zoo model's images: ImageNet's 224, as the zoos' own recipes train them.
+ZOO_IMAGE_SIZE = 224
+ZOOS = {
+    "torchvision": _zoo_info(
+        "torchvision",
+        "torchvision.models' classifiers by name: torchvision:convnext_tiny, ... (untrained)",
+    ),
+    "timm": _zoo_info("timm", "timm.create_model(NAME) (untrained; pip install 'bench[timm]')"),
+}
+
+
+def zoo_of(name: str) -> str | None:
+    """``torchvision`` for ``torchvision:NAME``, ``timm`` for ``timm:NAME``, else None."""
+    zoo, sep, model = name.partition(":") if isinstance(name, str) else ("", "", "")
+    return zoo if sep and model and zoo in ZOOS else None
+
+
 def workload_info(name: str) -> WorkloadInfo:
+    if (zoo := zoo_of(name)) is not None:
+        return ZOOS[zoo]
+    if is_user_spec(name):
+        return USER_INFO
     if name not in WORKLOADS:
-        raise ConfigError("workload", name, f"allowed: {', '.join(WORKLOADS)}")
+        raise ConfigError(
+            "workload",
+            name,
+            f"allowed: {', '.join(WORKLOADS)}, torchvision:NAME, timm:NAME, or "
+            "'FILE.py:FUNCTION' (your own)",
+        )
     return WORKLOADS[name]
 
 

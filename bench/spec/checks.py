@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, UserError
 from bench.spec.catalog import WORKLOADS, WorkloadInfo, size_of, workload_info
 from bench.spec.choices import (
     COMPILE_CACHES,
@@ -28,6 +28,7 @@ from bench.spec.choices import (
 )
 from bench.spec.hub_weights import TORCHVISION, WEIGHTS, sizes_with_weights
 from bench.spec.lora_layers import adapted_layers, narrowest
+from bench.spec.user_workload import args_error, parse
 from bench.spec.vision_shapes import AUGMENTS
 
 if TYPE_CHECKING:
@@ -43,7 +44,12 @@ def validate(case: "Case") -> None:
     _choice("optimizer", case.optimizer, OPTIMIZERS)
     _choice("device", case.device, DEVICES)
     _choice("data", case.data, info.data, f"allowed for {case.workload}")
-    if case.model_size is not None:
+    _check_user(case, info)
+    if case.model_size is not None and info.zoo:
+        raise ConfigError(
+            "model_size", case.model_size, f"{case.workload} names its model: leave model_size out"
+        )
+    if case.model_size is not None and not info.user:
         size_of(case.workload, case.model_size)
     if case.loss is not None:
         _choice("loss", case.loss, LOSSES)
@@ -123,6 +129,28 @@ def validate(case: "Case") -> None:
     _check_target(case, info)
 
 
+def _check_user(case: "Case", info: WorkloadInfo) -> None:
+    """A user's workload: its spec parses, its args are a table; args on a built-in are an
+    error (they would change nothing)."""
+    if not info.user:
+        if case.workload_args is not None:
+            raise ConfigError(
+                "workload_args",
+                case.workload_args,
+                f"{case.workload} is built in; workload_args are for your own "
+                "workload = 'FILE.py:FUNCTION'",
+            )
+        return
+    try:
+        parse(case.workload)
+    except UserError as error:
+        raise ConfigError("workload", case.workload, str(error).split(": ", 1)[-1]) from None
+    if case.workload_args is not None and (problem := args_error(case.workload_args)):
+        raise ConfigError("workload_args", case.workload_args, problem)
+    if case.model_size is not None and not isinstance(case.model_size, str | int):
+        raise ConfigError("model_size", case.model_size, "a size name or count, passed to you")
+
+
 def _check_finetune(case: "Case", info: WorkloadInfo) -> None:
     if case.finetune is not None:
         _choice("finetune", case.finetune, FINETUNE_STRATEGIES)
@@ -155,7 +183,13 @@ def _check_finetune(case: "Case", info: WorkloadInfo) -> None:
         )
     for key in ("pretrain_steps", "lora_rank"):
         _number(key, getattr(case, key), integer=True, bound="positive", optional=True)
-    if case.finetune == "lora" and case.lora_rank is not None and case.model_size is not None:
+    if (
+        case.finetune == "lora"
+        and case.lora_rank is not None
+        and case.model_size is not None
+        and not info.user
+        and not info.zoo
+    ):
         layer = narrowest(adapted_layers(case.workload, case.model_size))
         if layer is not None and case.lora_rank >= min(layer[1], layer[2]):
             name, n_in, n_out = layer
@@ -177,7 +211,12 @@ def _check_target(case: "Case", info: WorkloadInfo) -> None:
         if case.target_value is not None:
             raise ConfigError("target_value", case.target_value, "needs target_metric")
         return
-    _choice("target_metric", case.target_metric, info.eval_metrics, f"{case.workload} evaluates")
+    if not info.user:  # a user's evaluation names its own metrics (checked once it is built)
+        _choice(
+            "target_metric", case.target_metric, info.eval_metrics, f"{case.workload} evaluates"
+        )
+    else:
+        _str("target_metric", case.target_metric)
     if case.target_value is None:
         raise ConfigError("target_metric", case.target_metric, "needs target_value")
     if case.target_metric == "accuracy" and not 0 < case.target_value <= 1:

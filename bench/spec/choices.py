@@ -86,6 +86,9 @@ RUN_LENGTH_KEYS = (
     "telemetry_interval_s",
     "profile_steps",
     "memory_snapshot",
+    # Not a run length, but not measured either: the directory a user's workload file is
+    # resolved from (the suite's), which differs between a checkout and bench ab's worktree.
+    "workload_root",
 )
 # Keys that only some workloads read; on the others they are normalised to None so that they
 # neither change the case id nor pretend to have an effect.

@@ -3,8 +3,10 @@ with the reason, known before any process starts, never a crash mid-sweep nor a 
 substitution (STYLE.md, principle 9). Torch-free.
 """
 
+import importlib.util
 from typing import TYPE_CHECKING
 
+from bench.spec.catalog import TIMM_INSTALL, zoo_of
 from bench.spec.choices import CUDAGRAPH_MODES, FSDP_UNSUPPORTED_OPTIMIZERS, OPTIMIZER_IMPLS
 from bench.spec.lora_layers import adapted_layers
 
@@ -15,6 +17,8 @@ if TYPE_CHECKING:
 def skip_reason(case: "Case") -> str | None:
     """Why this case cannot run, known before any process starts (a combination that does
     not apply, never silently run as another)."""
+    if zoo_of(case.workload) == "timm" and importlib.util.find_spec("timm") is None:
+        return f"{case.workload} needs timm, which is not installed: {TIMM_INSTALL}"
     if case.device == "cpu" and case.compile in CUDAGRAPH_MODES:
         return (
             f"compile mode {case.compile!r} uses CUDA graphs, which need a CUDA device "

@@ -22,8 +22,12 @@ from bench.spec.case import CONDITIONAL_KEYS, Case
 from bench.spec.checks import unknown_key_help
 from bench.spec.choices import DEVICES
 from bench.spec.hub_weights import TORCHVISION, missing_reason
+from bench.spec.user_workload import is_user_spec
 
-CASE_KEYS = tuple(f.name for f in fields(Case) if f.name != "device")
+# Set by bench, not by suites: the device (bench run --device) and where a user's file is found.
+CASE_KEYS = tuple(f.name for f in fields(Case) if f.name not in ("device", "workload_root"))
+# ``workload_args.NAME``: one argument of a user's workload function, as an axis or a setting.
+ARGS_PREFIX = "workload_args."
 _TOP_KEYS = ("suite", "base", "matrix", "include", "exclude", "device")
 _SUITE_KEYS = ("name", "description")
 _DEVICE_TABLES = ("matrix", "include", "exclude")
@@ -81,6 +85,7 @@ def load(name: str) -> Suite:
         raise fail("[suite]", "name", name_value, f"use {NAME_RULE} characters{given}")
     base = _table(raw, "base", path)
     _check_keys(base, CASE_KEYS, path, "[base]", fail)
+    base = _flat_args(base, path, "[base]", fail)
     matrix = _matrix(raw, "matrix", path, fail)
     devices: dict[str, dict[str, Any]] = {}
     for device, table in _table(raw, "device", path).items():
@@ -91,6 +96,7 @@ def load(name: str) -> Suite:
         where = f"[device.{device}]"
         settings = {k: v for k, v in table.items() if k not in _DEVICE_TABLES}
         _check_keys(settings, CASE_KEYS, path, where, fail)
+        settings = _flat_args(settings, path, where, fail)
         devices[device] = {
             **settings,
             "matrix": _matrix(table, "matrix", path, fail, where),
@@ -174,7 +180,9 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
         raise UserError(f"{suite.path}: the matrix expands to no cases (every one is excluded)")
     cases: dict[str, Case] = {}
     for combo in combos:
-        values = {**base, **combo, **pinned, "device": device}
+        values = _gather_args({**base, **combo, **pinned, "device": device})
+        if is_user_spec(values.get("workload", "mlp")):
+            values["workload_root"] = str(suite.path.resolve().parent)
         try:
             case = Case.from_dict(values)
         except ConfigError as error:
@@ -236,7 +244,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise UserError(f"--set {text!r}: expected key=value, e.g. --set batch_size=128")
     if key == "device":
         raise UserError("--set device=...: the device is chosen with --device cpu|cuda")
-    if key not in CASE_KEYS:
+    if key not in CASE_KEYS and not (key.startswith(ARGS_PREFIX) and key[len(ARGS_PREFIX) :]):
         raise UserError(f"--set {key}: {unknown_key_help(key, CASE_KEYS)}")
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]
@@ -283,7 +291,7 @@ def _entries(raw, key: str, path: Path, fail, where: str = "") -> list[dict[str,
         )
     for entry in entries:
         _check_keys(entry, CASE_KEYS, path, label, fail)
-    return entries
+    return [_flat_args(entry, path, label, fail) for entry in entries]
 
 
 def _table(raw: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
@@ -305,12 +313,36 @@ def _matrix(raw, key, path, fail, where="") -> dict[str, list[Any]]:
             '"default"], or remove the table for a single case'
         )
     _check_keys(matrix, CASE_KEYS, path, label, fail)
+    matrix = _flat_args(matrix, path, label, fail)
     for axis, values in matrix.items():
         if not isinstance(values, list):
             raise fail(label, axis, values, "a matrix axis is a list of values, e.g. [32, 64]")
         if not values:
             raise fail(label, axis, values, "an axis needs at least one value")
     return matrix
+
+
+def _flat_args(table: dict[str, Any], path: Path, where: str, fail) -> dict[str, Any]:
+    """``workload_args = {hidden = ...}`` (``[base.workload_args]``, ``workload_args.hidden =``)
+    as one key per argument, ``workload_args.hidden``: each may be an axis, and an include or
+    exclude entry may name it. :func:`expand` gathers them back into ``workload_args``."""
+    if "workload_args" not in table:
+        return table
+    args = table["workload_args"]
+    if not isinstance(args, dict):
+        raise fail(where, "workload_args", args, "must be a table ([base.workload_args])")
+    flat = {k: v for k, v in table.items() if k != "workload_args"}
+    flat.update({f"{ARGS_PREFIX}{key}": value for key, value in args.items()})
+    return flat
+
+
+def _gather_args(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``workload_args.NAME`` keys of a case's settings back in one ``workload_args``."""
+    args = {k[len(ARGS_PREFIX) :]: v for k, v in values.items() if k.startswith(ARGS_PREFIX)}
+    gathered = {k: v for k, v in values.items() if not k.startswith(ARGS_PREFIX)}
+    if args:
+        gathered["workload_args"] = dict(sorted(args.items()))
+    return gathered
 
 
 def _check_keys(table: dict[str, Any], allowed, path: Path, where: str, fail) -> None:

@@ -89,6 +89,8 @@ class Finetuned:
 def prepare(case: Case, device: torch.device, dtype: torch.dtype) -> Finetuned:
     """The case's target workload with pretrained weights, its strategy applied."""
     assert case.finetune is not None and case.finetune_task is not None, "not a fine-tuning case"
+    if workload_info(case.workload).user:
+        return _prepare_own(case, device, dtype)
     task = make_task(case)
     workload = build(case, device, dtype, task.target)
     if workload.head is None:
@@ -111,6 +113,30 @@ def prepare(case: Case, device: torch.device, dtype: torch.dtype) -> Finetuned:
         "strategy": case.finetune,
         "task": case.finetune_task,
         "new_head": new_head,
+        "head": workload.head,
+        "adapter_params": adapter_params,
+        **source,
+    }
+    return Finetuned(workload, pretrain_s, info)
+
+
+def _prepare_own(case: Case, device: torch.device, dtype: torch.dtype) -> Finetuned:
+    """A user's workload (task ``own``): the model as its function built it, or with
+    ``checkpoint``'s weights, tuned on its own data; no pretraining phase."""
+    workload = build(case, device, dtype)
+    assert workload.head is not None, "checked where the user's workload is built"
+    pretrain_s = 0.0
+    source: dict[str, Any] = {"weights": "workload", "checkpoint": None}
+    if case.checkpoint is not None:
+        state, pretrain_s = time_call(lambda: read_checkpoint(str(case.checkpoint)), device)
+        source = {"weights": "checkpoint", "checkpoint": case.checkpoint}
+        load_state(workload.model, state, case.checkpoint, case)
+    head = workload.model.get_submodule(workload.head)
+    adapter_params = apply_strategy(workload.model, head, case, new_head=False)
+    info = {
+        "strategy": case.finetune,
+        "task": case.finetune_task,
+        "new_head": False,
         "head": workload.head,
         "adapter_params": adapter_params,
         **source,

@@ -87,7 +87,8 @@ class Ranks:
             module = DistributedDataParallel(module, device_ids=ids)
         else:
             assert self.strategy == "fsdp", f"unvalidated strategy {self.strategy!r}"
-            _fully_shard(module.model, self.device, self.world_size)  # type: ignore[arg-type]
+            units = getattr(module, "fsdp_units", None)
+            _fully_shard(module.model, self.device, self.world_size, units)  # type: ignore[arg-type]
         self.module = module
         self.param_checksum_start = self.param_checksum()
         self.log(f"{self.strategy} wrapped the model; first step, warm-up")
@@ -105,19 +106,23 @@ class Ranks:
         return float(total)
 
 
-def _fully_shard(model: nn.Module, device: torch.device, world_size: int) -> None:
+def _fully_shard(
+    model: nn.Module, device: torch.device, world_size: int, units: list[nn.Module] | None = None
+) -> None:
     """FSDP2: each transformer block (``gpt``) or each layer with weights (``mlp``) is one unit
-    of communication, the rest of the model the root's (torch FSDP2 tutorial's layout)."""
+    of communication, the rest of the model the root's (torch FSDP2 tutorial's layout); a user's
+    workload: ``units`` (its ``fsdp_unit`` modules, none: the whole model is one)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(device.type, (world_size,))
-    blocks = getattr(model, "blocks", None)
-    if isinstance(blocks, nn.ModuleList):
-        units = list(blocks)
-    else:
-        # Leaf layers with weights of their own (an MLP's Linear layers).
-        units = [m for m in model.children() if not list(m.children()) and list(m.parameters())]
+    if units is None:
+        blocks = getattr(model, "blocks", None)
+        if isinstance(blocks, nn.ModuleList):
+            units = list(blocks)
+        else:
+            # Leaf layers with weights of their own (an MLP's Linear layers).
+            units = [m for m in model.children() if not list(m.children()) and list(m.parameters())]
     for unit in units:
         fully_shard(unit, mesh=mesh)
     fully_shard(model, mesh=mesh)

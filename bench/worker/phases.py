@@ -133,7 +133,11 @@ def run_phases(
     step_estimate_s = warmup_s / case.warmup_steps if case.warmup_steps else first_step_s
 
     tracker = QualityTracker(
-        case.target_metric, case.target_value, 1 + case.warmup_steps, first_step_s + warmup_s
+        case.target_metric,
+        case.target_value,
+        1 + case.warmup_steps,
+        first_step_s + warmup_s,
+        direction=workload.directions.get(case.target_metric or ""),
     )
 
     def evaluate_periodically(window_steps: int, window_train_s: float) -> bool:

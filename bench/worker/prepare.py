@@ -10,6 +10,7 @@ from torch import nn
 
 from bench.spec.case import Case
 from bench.spec.choices import CUDAGRAPH_MODES
+from bench.spec.user_workload import is_user_spec
 from bench.train import compiling, finetune
 from bench.train.losses import build_loss
 from bench.train.optimizers import Optimizers, build_optimizers
@@ -22,21 +23,34 @@ from bench.workloads.registry import build
 class TrainModule(nn.Module):
     """Model and loss in one module, so that ``torch.compile`` captures the loss with the model."""
 
-    def __init__(self, model: nn.Module, loss_fn) -> None:
+    def __init__(self, model: nn.Module, loss_fn, fsdp_units: list[nn.Module] | None = None):
         super().__init__()
         self.model = model
         self.loss_fn = loss_fn
+        self.fsdp_units = fsdp_units
+        """The modules FSDP2 shards as units; None: the family's layout
+        (bench/worker/distributed.py)."""
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(self.model(x), y)
 
 
 def case_loss(case: Case, workload: Workload):
-    """The loss the case trains on: the suite's classification loss where it applies, else the
-    workload's own objective (``loss`` is None there: clicks' BCE, diffusion's noise MSE)."""
-    if case.loss is None:
+    """The loss the case trains on: the suite's classification loss where it applies (a user's
+    classifier whose suite names none: cross-entropy), else the workload's own objective
+    (``loss`` is None there: clicks' BCE, diffusion's noise MSE, a user's own loss)."""
+    if case.loss is None and not workload.classifier:
+        assert workload.loss_fn is not None, "checked where the workload is built"
         return workload.loss_fn
-    return build_loss(case.loss, case.gamma, case.alpha)
+    return build_loss(case.loss or "cross-entropy", case.gamma, case.alpha)
+
+
+def fsdp_units(case: Case, workload: Workload) -> list[nn.Module] | None:
+    """FSDP2's units: every module of the workload's ``fsdp_unit`` class; a user's workload that
+    names none is one unit, the whole model; None: the built-in family's own layout."""
+    if workload.fsdp_unit is not None:
+        return [m for m in workload.model.modules() if isinstance(m, workload.fsdp_unit)]
+    return [] if is_user_spec(case.workload) else None
 
 
 @dataclass
@@ -73,7 +87,9 @@ def prepare(
         workload = finetuned.workload
     else:
         workload = build(case, device, policy.param_dtype)
-    module: nn.Module = TrainModule(workload.model, case_loss(case, workload))
+    module: nn.Module = TrainModule(
+        workload.model, case_loss(case, workload), fsdp_units(case, workload)
+    )
     if wrap is not None:
         module = wrap(module)
     step_scope = case.compile_scope == "step"

@@ -8,10 +8,12 @@ import torch
 from bench.measure.mfu import flops_metrics
 from bench.measure.timing import to_host
 from bench.spec.case import Case
+from bench.spec.user_workload import is_user_spec
 from bench.statistics import median, summarize
 from bench.train import compiling
 from bench.train.precision import POLICIES
 from bench.worker.prepare import Training
+from bench.workloads import user
 
 if TYPE_CHECKING:
     from bench.worker.phases import Phases
@@ -68,6 +70,10 @@ def build_result(
             },
             "compile": compiling.stats(case, phases.frames_after_first_step),
             "finetune": training.finetuned.info if training.finetuned else None,
+            # A user's workload: its spec, args, file and the file's SHA-256; and the loss it
+            # trained on (its own, or the suite's on a classifier's scores).
+            "workload": user.source(case) if is_user_spec(case.workload) else None,
+            "loss": case.loss or ("cross-entropy" if workload.classifier else "own"),
         },
         "metrics": {
             "step_time_s": stats.to_dict(),

@@ -6,6 +6,7 @@ Each family module has ``build(case, device, dtype[, splits])`` returning a
 families import the interface, never this module, so that dispatch and interface form no cycle.
 """
 
+import dataclasses
 import importlib
 from types import ModuleType
 from typing import Any
@@ -13,6 +14,9 @@ from typing import Any
 import torch
 
 from bench.spec.case import Case
+from bench.spec.catalog import workload_info, zoo_of
+from bench.spec.user_workload import is_user_spec
+from bench.workloads import user
 from bench.workloads.interface import Workload
 
 # Workload name -> module under bench/workloads/ (the catalog, bench/spec/catalog.py, has each
@@ -29,7 +33,10 @@ FAMILIES = {
 
 
 def family(name: str) -> ModuleType:
-    """The module of workload ``name`` (validated by the Case: always one of FAMILIES)."""
+    """The module of workload ``name`` (validated by the Case: one of FAMILIES, or a zoo's
+    ``torchvision:NAME`` / ``timm:NAME``)."""
+    if zoo_of(name) is not None:
+        return importlib.import_module("bench.workloads.zoo")
     return importlib.import_module(f"bench.workloads.{FAMILIES[name]}")
 
 
@@ -40,10 +47,15 @@ def build(case: Case, device: torch.device, dtype: torch.dtype, splits: Any = No
     part of it, bench/train/finetune.py); the family's split type (``data.ImageSplits``, ...).
     Only the families that fine-tune (catalog: ``finetune_tasks``) take it.
     """
+    if is_user_spec(case.workload):
+        return user.build(case, device, dtype)
     module = family(case.workload)
     if splits is None:
-        return module.build(case, device, dtype)
-    return module.build(case, device, dtype, splits)
+        workload = module.build(case, device, dtype)
+    else:
+        workload = module.build(case, device, dtype, splits)
+    # Whether the suite's loss applies: the catalog's to say for a built-in family.
+    return dataclasses.replace(workload, classifier=workload_info(case.workload).classifier)
 
 
 def load(case: Case) -> Any:
