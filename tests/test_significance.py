@@ -5,15 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from bench.gate.significance import _exact_upper_tail, mann_whitney_p, ratio_of_medians_ci
+from bench.significance import drift_bound, mann_whitney_p, paired_ratio_ci, ratio_of_medians_ci
 
 
 def test_exact_tail_of_two_against_two_by_hand():
     # The 6 orderings of x1 < x2 and y1 < y2 interleaved give U = 0, 1, 2, 2, 3, 4.
-    assert _exact_upper_tail(0, 2, 2) == 1
-    assert _exact_upper_tail(2, 2, 2) == pytest.approx(4 / 6)
-    assert _exact_upper_tail(3, 2, 2) == pytest.approx(2 / 6)
-    assert _exact_upper_tail(4, 2, 2) == pytest.approx(1 / 6)
+    assert mann_whitney_p([1, 2], [3, 4], "greater") == 1
+    assert mann_whitney_p([1, 4], [2, 3], "greater") == pytest.approx(4 / 6)  # U = 2
+    assert mann_whitney_p([2, 4], [1, 3], "greater") == pytest.approx(2 / 6)  # U = 3
+    assert mann_whitney_p([3, 4], [1, 2], "greater") == pytest.approx(1 / 6)  # U = 4
 
 
 def test_three_above_three_is_the_one_arrangement_in_twenty():
@@ -33,21 +33,6 @@ def test_normal_approximation_with_ties_by_hand():
     z = 2 / math.sqrt(3.75)
     expected = 0.5 * math.erfc(z / math.sqrt(2))
     assert mann_whitney_p([2, 2, 3], [1, 2, 2], "greater") == pytest.approx(expected)
-
-
-def test_same_as_scipy_on_small_large_and_tied_samples():
-    from scipy.stats import mannwhitneyu  # installed with scikit-learn; bench does not need it
-
-    rng = np.random.default_rng(0)
-    for trial in range(120):
-        m, n = int(rng.integers(1, 12)), int(rng.integers(1, 40))
-        x, y = rng.normal(0.3, 1, m), rng.normal(0, 1, n)
-        if trial % 3 == 0:
-            x, y = np.round(x), np.round(y)  # ties
-        for alternative in ("greater", "less"):
-            ours = mann_whitney_p(x, y, alternative)
-            theirs = mannwhitneyu(x, y, alternative=alternative, method="auto").pvalue
-            assert ours == pytest.approx(theirs, abs=1e-12), (m, n, alternative)
 
 
 def test_ratio_is_the_ratio_of_pooled_medians_and_the_seed_fixes_the_interval():
@@ -75,3 +60,49 @@ def test_unequal_repeats_take_the_general_path():
     cand = [[2.0, 2.2, 1.8], [2.1, 1.9, 2.0, 2.05]]
     ci = ratio_of_medians_ci(base, cand, resamples=500)
     assert 1.6 < ci.low <= ci.ratio <= ci.high < 2.5
+
+
+def test_paired_ratio_of_three_rounds_by_hand():
+    # Round ratios 1.1, 1.2 and 1.3: logs 0.09531, 0.18232, 0.26236, mean 0.18000, sd 0.08355;
+    # t(2) at 97.5% is 4.30265, so the half-width is 4.30265 * 0.08355 / sqrt(3) = 0.20755.
+    paired = paired_ratio_ci([1.0, 2.0, 10.0], [1.1, 2.4, 13.0])
+    assert paired.ratio == pytest.approx(math.exp(0.179997), rel=1e-5)
+    assert paired.half_width == pytest.approx(0.20755, rel=1e-4)
+    assert paired.low == pytest.approx(math.exp(0.179997 - 0.20755), rel=1e-4)
+    assert paired.high == pytest.approx(math.exp(0.179997 + 0.20755), rel=1e-4)
+    # t = 0.18000 / (0.08355 / sqrt(3)) = 3.7315 on 2 degrees of freedom, whose upper tail is
+    # 1/2 - t / (2 sqrt(2 + t^2)) = 0.5 - 3.7315 / 7.98098: one-sided p = 0.03245.
+    assert paired.p_greater == pytest.approx(0.03245, abs=1e-4)
+    assert paired.p_less == pytest.approx(1 - paired.p_greater)
+
+
+def test_paired_ratio_agrees_with_scipys_paired_t_test():
+    from scipy.stats import ttest_rel  # the same model computed another way: a paired t test
+
+    rng = np.random.default_rng(4)
+    for rounds in (2, 5, 12):
+        base = rng.lognormal(0, 0.3, rounds)
+        cand = base * rng.lognormal(0.1, 0.05, rounds)
+        paired = paired_ratio_ci(base, cand)
+        test = ttest_rel(np.log(cand), np.log(base), alternative="greater")
+        interval = ttest_rel(np.log(cand), np.log(base)).confidence_interval(0.95)
+        assert paired.p_greater == pytest.approx(test.pvalue)
+        assert (paired.low, paired.high) == pytest.approx(
+            (math.exp(interval.low), math.exp(interval.high))
+        )
+
+
+def test_the_same_ratio_every_round_is_a_point_interval():
+    paired = paired_ratio_ci([1.0, 2.0], [2.0, 4.0])
+    assert (paired.low, paired.ratio, paired.high) == pytest.approx((2.0, 2.0, 2.0))
+    assert paired.p_greater == 0.0 and paired.p_less == 1.0
+
+
+def test_drift_bound_of_three_runs_by_hand():
+    # Runs at exp(-0.1), 1 and exp(0.1): log sd 0.1; t(2) at 99.5% is 9.92484; the bound of the
+    # ratio of two new runs is exp(9.92484 * sqrt(2) * 0.1) - 1.
+    bound = drift_bound([math.exp(-0.1), 1.0, math.exp(0.1)])
+    assert bound == pytest.approx(math.exp(9.92484 * math.sqrt(2) * 0.1) - 1, rel=1e-5)
+    # More runs with the same spread: a smaller t quantile, a tighter bound.
+    many = drift_bound([math.exp(x) for x in (-0.1, 0.0, 0.1) * 4])
+    assert many < bound / 3

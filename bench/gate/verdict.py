@@ -2,7 +2,7 @@
 
 Given the values of a metric on each side, grouped by repeat (one group per process), the change
 is the ratio median(CAND) / median(BASE) with a hierarchical bootstrap 95% interval, and the
-evidence is a one-sided Mann-Whitney U test on the pooled values (:mod:`bench.gate.significance`):
+evidence is a one-sided Mann-Whitney U test on the pooled values (:mod:`bench.significance`):
 
 - ``regressed`` (``improved``): the whole interval lies beyond the threshold in the bad (good)
   direction, the test is significant at ALPHA, and each side has at least two repeats;
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.gate.significance import mann_whitney_p, ratio_of_medians_ci
+from bench.significance import mann_whitney_p, ratio_of_medians_ci
 from bench.statistics import median
 
 ALPHA = 0.05  # one-sided significance level of the rank test

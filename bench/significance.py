@@ -1,4 +1,6 @@
-"""Is CAND different from BASE? Two-sample statistics for ``bench compare``. Pure: no torch.
+"""Is CAND different from BASE? Two-sample statistics for the comparison rule
+(:mod:`bench.comparison_rule`). Pure: no torch; scipy is imported inside the functions that use it,
+so that importing this module (and starting ``bench``) stays fast.
 
 - :func:`ratio_of_medians_ci`: the ratio median(CAND) / median(BASE) with a percentile bootstrap
   confidence interval. Samples come in groups (one group per repeat, i.e. per process) and the
@@ -6,11 +8,15 @@
   (Davison & Hinkley, *Bootstrap Methods and their Application*, 1997, section 3.8). Steps of one
   process share its allocator state, thread placement and clock: they are not independent, and a
   bootstrap of the pooled steps alone would ignore the spread between processes and report an
-  interval far too narrow.
+  interval far too narrow. Hand-written: no library offers a hierarchical bootstrap.
 - :func:`mann_whitney_p`: the one-sided Mann-Whitney U test (Mann & Whitney 1947) on the pooled
-  samples: exact null distribution for small samples without ties, else the normal approximation
-  with tie and continuity corrections. Same method and results as ``scipy.stats.mannwhitneyu``
-  with ``method="auto"`` (a test checks it), without importing scipy.
+  samples, ``scipy.stats.mannwhitneyu`` with ``method="auto"``.
+- :func:`paired_ratio_ci`: the ratio of paired rounds (the sides of a round measured next to each
+  other in time), a Student t interval and test on the rounds' log ratios: the top level of
+  Kalibera & Jones's random-effects model ("Rigorous benchmarking in reasonable time", ISMM 2013),
+  where the top-level units (here the rounds) are the independent observations.
+- :func:`drift_bound`: how far apart two future runs of the same code may land, from the medians
+  of a few A/A runs: a prediction bound with the t distribution.
 """
 
 import math
@@ -21,9 +27,6 @@ from typing import Literal
 import numpy as np
 
 Groups = Sequence[Sequence[float]]
-# scipy's rule for method="auto": the exact distribution when a sample has at most this many
-# values and there are no ties.
-_EXACT_MAX = 8
 # Resampled values held in memory at once by the vectorised bootstrap (8 bytes each, plus indices).
 _CHUNK_VALUES = 2_000_000
 
@@ -103,38 +106,74 @@ def mann_whitney_p(
 ) -> float:
     """One-sided p-value of the Mann-Whitney U test that ``x`` tends to be greater (or less)
     than ``y``. 1.0 when every value is tied (nothing can be told apart)."""
-    m, n = len(x), len(y)
-    assert m and n, "the rank test needs values on both sides"
-    pooled = np.concatenate([np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)])
-    _, inverse, counts = np.unique(pooled, return_inverse=True, return_counts=True)
-    # Average rank of each distinct value: ranks below it, plus the middle of its tie block.
-    average_rank = np.cumsum(counts) - (counts - 1) / 2
-    u_x = float(average_rank[inverse[:m]].sum()) - m * (m + 1) / 2
-    u = u_x if alternative == "greater" else m * n - u_x  # large u: evidence for the alternative
-    ties = bool((counts > 1).any())
-    if min(m, n) <= _EXACT_MAX and not ties:
-        return _exact_upper_tail(round(u), m, n)
-    total = m + n
-    tie_term = float((counts**3 - counts).sum()) / (total * (total - 1))
-    variance = m * n / 12 * ((total + 1) - tie_term)
-    if variance <= 0:
-        return 1.0
-    z = (u - m * n / 2 - 0.5) / math.sqrt(variance)  # 0.5: continuity correction
-    return 0.5 * math.erfc(z / math.sqrt(2))
+    from scipy.stats import mannwhitneyu
+
+    assert len(x) and len(y), "the rank test needs values on both sides"
+    if len(set(map(float, x)) | set(map(float, y))) == 1:
+        return 1.0  # scipy's normal approximation has no variance to divide by
+    return float(mannwhitneyu(x, y, alternative=alternative, method="auto").pvalue)
 
 
-def _exact_upper_tail(u: int, m: int, n: int) -> float:
-    """P(U >= u) under the null hypothesis, for samples of sizes m and n without ties.
+@dataclass(frozen=True)
+class PairedRatio:
+    """The geometric mean of per-round ratios CAND / BASE, its t interval and one-sided tests."""
 
-    The number of arrangements with U = k is the coefficient of q^k in the Gaussian binomial
-    coefficient [m + n choose m]_q = prod_{i=1..m} (1 - q^(n+i)) / (1 - q^i), computed exactly
-    in integers.
+    ratio: float
+    low: float
+    high: float
+    p_greater: float
+    """One-sided p-value of the paired t test that CAND / BASE > 1 (the log ratios' mean > 0)."""
+    p_less: float
+    half_width: float
+    """Half-width of the interval of the mean log ratio: the interval is ratio * exp(+-this)."""
+    rounds: int
+
+
+def paired_ratio_ci(
+    base: Sequence[float], cand: Sequence[float], *, confidence: float = 0.95
+) -> PairedRatio:
+    """Interval of CAND / BASE from paired rounds: ``base[k]`` and ``cand[k]`` were measured in
+    the same round, next to each other in time, so a drift of the machine between rounds lands on
+    both and cancels in their ratio. The rounds' log ratios are the independent observations
+    (Kalibera & Jones 2013, the top level of their random-effects model): their mean with a
+    Student t interval on n - 1 degrees of freedom, taken back to a ratio. Needs two rounds."""
+    from scipy.stats import t as student_t
+
+    logs = np.log(np.asarray(cand, dtype=np.float64)) - np.log(np.asarray(base, dtype=np.float64))
+    n = len(logs)
+    assert n >= 2 and len(base) == len(cand), "a paired interval needs two rounds or more"
+    mean, sd = float(logs.mean()), float(logs.std(ddof=1))
+    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    if sd == 0:  # every round the same ratio: the interval is a point, the test certain
+        p_greater, p_less = (0.0, 1.0) if mean > 0 else (1.0, 0.0) if mean < 0 else (1.0, 1.0)
+    else:
+        statistic = mean / (sd / math.sqrt(n))
+        p_greater = float(student_t.sf(statistic, n - 1))
+        p_less = float(student_t.cdf(statistic, n - 1))
+    return PairedRatio(
+        ratio=math.exp(mean),
+        low=math.exp(mean - half),
+        high=math.exp(mean + half),
+        p_greater=p_greater,
+        p_less=p_less,
+        half_width=half,
+        rounds=n,
+    )
+
+
+def drift_bound(run_values: Sequence[float], *, coverage: float = 0.99) -> float:
+    """How far apart two new runs of unchanged code may land, as a fraction: the ``coverage``
+    prediction bound of the ratio of two runs' values, from ``run_values`` (one per A/A run).
+
+    With s the standard deviation of the K runs' log values, the log ratio of two new runs has
+    standard deviation sqrt(2) s, and its two-sided prediction bound is t(K - 1) * sqrt(2) * s
+    (the Student t quantile, because s comes from only K runs). The bound is exp of that, less 1.
+    Needs three runs: two give one degree of freedom, and a bound no one can use.
     """
-    small, large = min(m, n), max(m, n)
-    counts = [1] + [0] * (small * large)
-    for i in range(1, small + 1):
-        for k in range(len(counts) - 1, large + i - 1, -1):  # multiply by (1 - q^(large+i))
-            counts[k] -= counts[k - large - i]
-        for k in range(i, len(counts)):  # divide by (1 - q^i): a running sum with stride i
-            counts[k] += counts[k - i]
-    return sum(counts[max(u, 0) :]) / math.comb(m + n, m)
+    from scipy.stats import t as student_t
+
+    logs = np.log(np.asarray(run_values, dtype=np.float64))
+    k = len(logs)
+    assert k >= 3, "a drift bound needs three runs or more"
+    quantile = float(student_t.ppf(0.5 + coverage / 2, k - 1))
+    return math.exp(quantile * math.sqrt(2) * float(logs.std(ddof=1))) - 1
