@@ -69,3 +69,35 @@ def test_probe_records_are_no_repeats_in_the_spread_warning():
     assert unresolved_comparisons(records) == []
     # A 3-step probe at batch 64 (10x slower) must not count as a repeat of the batch-64 case.
     assert unresolved_comparisons([*records, record(64, 0.1, ["max_batch_probe"])]) == []
+
+
+def test_a_difference_the_paired_repeats_cannot_resolve_is_warned_about():
+    from bench.run.sweep import unresolved_comparisons
+    from bench.spec.case import Case
+
+    def record(batch, repeat, median):
+        config = Case.from_dict({"workload": "mlp", "batch_size": batch}).to_dict()
+        metrics = {"step_time_s": {"median": median}}
+        return {
+            "case_id": f"c{batch}",
+            "repeat": repeat,
+            "status": "ok",
+            "config": config,
+            "metrics": metrics,
+            "flags": [],
+        }
+
+    # Rounds of repeats: batch 96 over batch 64 is 1.05 in round 0, 0.95 in round 1. Logs
+    # 0.048790 and -0.051293: mean -0.001252, sd 0.070770; t(1) = 12.7062 gives a half-width of
+    # 12.7062 * 0.070770 / sqrt(2) = 0.63584, so the interval is [-47.1%, +88.6%] and only a
+    # change beyond 1.05 * exp(0.63584) - 1 = 98.3% could pass the 5% threshold.
+    records = [
+        record(64, 0, 0.010),
+        record(64, 1, 0.012),
+        record(96, 0, 0.0105),
+        record(96, 1, 0.0114),
+    ]
+    (warning,) = unresolved_comparisons(records)
+    assert warning.startswith("batch_size=64 vs batch_size=96 (mlp base batch 64): step time ")
+    assert "-0.1% [-47.1%, +88.6%]" in warning
+    assert "only a difference beyond 98.3% can be resolved" in warning
