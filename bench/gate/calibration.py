@@ -14,12 +14,12 @@ then by case id (which holds every measured setting and the device), then by met
 """
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import atomic
 from bench.comparison_rule import NoiseFloor
 from bench.errors import UserError
 from bench.gate.metrics import METRICS, Metric
@@ -141,10 +141,7 @@ def save(
             for name, entry in metrics.items()
         }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
-    return path
+    return atomic.write_json(path, cache, indent=1, sort_keys=True)
 
 
 def _read(path: Path) -> dict[str, Any]:
