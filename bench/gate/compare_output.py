@@ -127,6 +127,17 @@ def headline(comparison: Comparison) -> str:
 
 def advice(comparison: Comparison) -> list[str]:
     lines = []
+    detectable = [
+        f"{case.label} {m.label} {'+' if m.lower_is_better else '-'}{m.smallest_detectable:.1%}"
+        for case in comparison.cases
+        for m in case.metrics
+        if m.metric in ("step_time", "peak_memory") and m.smallest_detectable is not None
+    ]
+    if detectable:
+        lines.append(
+            "smallest change these runs could detect at this spread"
+            f"{'' if comparison.interleaved else ' and noise floor'}: " + ", ".join(detectable)
+        )
     if "inconclusive" in comparison.counts():
         lines.append(
             "inconclusive: the noise of these runs hides whether the change crosses the "
