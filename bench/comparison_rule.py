@@ -10,9 +10,10 @@ interval of the change CAND / BASE:
 
 - **interleaved** (``bench ab``'s ABBA rounds, the cases of one sweep): group k of each side was
   measured in round k, next to each other in time. The change is the geometric mean of the rounds'
-  ratios (of the groups' medians) with a Student t interval and test on their logs: a paired
-  analysis whose units are the rounds (Kalibera & Jones, "Rigorous benchmarking in reasonable
-  time", ISMM 2013). The machine's drift lands on both sides of a round and cancels.
+  ratios (of the groups' medians) with a bootstrap interval that resamples the rounds as pairs,
+  then the values within each: a paired analysis whose units are the rounds (Kalibera & Jones,
+  "Rigorous benchmarking in reasonable time", ISMM 2013). The machine's drift lands on both
+  sides of a round and cancels.
 - **separate runs** (a baseline, another day's run): the ratio of the pooled medians with a
   hierarchical bootstrap interval (repeats, then steps) and a Mann-Whitney test for its
   direction. The interval sees the spread between the processes of each run, not how far two runs
@@ -90,7 +91,8 @@ class SampleComparison:
     ci_high: float
     """95% interval of the ratio, before any widening by the noise floor."""
     p_value: float
-    """One-sided test in the direction of the change: Mann-Whitney (separate), paired t."""
+    """One-sided test in the direction of the change: Mann-Whitney (separate), the paired
+    bootstrap's tail (interleaved)."""
     interleaved: bool
     noise_floor: NoiseFloor
     smallest_detectable: float
@@ -132,7 +134,7 @@ def compare_samples(
         floor = noise_floor
     repeats = min(len(base), len(cand))
     if interleaved and repeats >= 2:
-        paired = paired_ratio_ci([median(g) for g in base], [median(g) for g in cand])
+        paired = paired_ratio_ci(base, cand, resamples=resamples, confidence=CONFIDENCE, seed=seed)
         ratio, low, high = paired.ratio, paired.low, paired.high
         p_greater, p_less = paired.p_greater, paired.p_less
     else:

@@ -12,9 +12,9 @@ so that importing this module (and starting ``bench``) stays fast.
 - :func:`mann_whitney_p`: the one-sided Mann-Whitney U test (Mann & Whitney 1947) on the pooled
   samples, ``scipy.stats.mannwhitneyu`` with ``method="auto"``.
 - :func:`paired_ratio_ci`: the ratio of paired rounds (the sides of a round measured next to each
-  other in time), a Student t interval and test on the rounds' log ratios: the top level of
-  Kalibera & Jones's random-effects model ("Rigorous benchmarking in reasonable time", ISMM 2013),
-  where the top-level units (here the rounds) are the independent observations.
+  other in time): the geometric mean of the rounds' ratios, with a bootstrap that resamples the
+  rounds as pairs, then the values within each (Kalibera & Jones, "Rigorous benchmarking in
+  reasonable time", ISMM 2013: the rounds are the independent units).
 - :func:`drift_bound`: how far apart two future runs of the same code may land, from the medians
   of a few A/A runs: a prediction bound with the t distribution.
 """
@@ -116,49 +116,68 @@ def mann_whitney_p(
 
 @dataclass(frozen=True)
 class PairedRatio:
-    """The geometric mean of per-round ratios CAND / BASE, its t interval and one-sided tests."""
+    """The geometric mean of per-round ratios CAND / BASE, its bootstrap interval and tails."""
 
     ratio: float
     low: float
     high: float
     p_greater: float
-    """One-sided p-value of the paired t test that CAND / BASE > 1 (the log ratios' mean > 0)."""
+    """One-sided bootstrap p-value that CAND / BASE > 1: the share of resampled means of the log
+    ratios at or below 0 (counting the observed one, so never 0)."""
     p_less: float
-    half_width: float
-    """Half-width of the interval of the mean log ratio: the interval is ratio * exp(+-this)."""
     rounds: int
 
 
 def paired_ratio_ci(
-    base: Sequence[float], cand: Sequence[float], *, confidence: float = 0.95
+    base: Groups,
+    cand: Groups,
+    *,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> PairedRatio:
-    """Interval of CAND / BASE from paired rounds: ``base[k]`` and ``cand[k]`` were measured in
-    the same round, next to each other in time, so a drift of the machine between rounds lands on
-    both and cancels in their ratio. The rounds' log ratios are the independent observations
-    (Kalibera & Jones 2013, the top level of their random-effects model): their mean with a
-    Student t interval on n - 1 degrees of freedom, taken back to a ratio. Needs two rounds."""
-    from scipy.stats import t as student_t
+    """Interval of CAND / BASE from paired rounds: ``base[k]`` and ``cand[k]`` (groups of
+    positive values) were measured in the same round, next to each other in time, so a drift of
+    the machine between rounds lands on both and cancels in their ratio.
 
-    logs = np.log(np.asarray(cand, dtype=np.float64)) - np.log(np.asarray(base, dtype=np.float64))
-    n = len(logs)
-    assert n >= 2 and len(base) == len(cand), "a paired interval needs two rounds or more"
-    mean, sd = float(logs.mean()), float(logs.std(ddof=1))
-    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    if sd == 0:  # every round the same ratio: the interval is a point, the test certain
-        p_greater, p_less = (0.0, 1.0) if mean > 0 else (1.0, 0.0) if mean < 0 else (1.0, 1.0)
-    else:
-        statistic = mean / (sd / math.sqrt(n))
-        p_greater = float(student_t.sf(statistic, n - 1))
-        p_less = float(student_t.cdf(statistic, n - 1))
+    The change is the geometric mean of the rounds' ratios of medians; the interval a percentile
+    bootstrap that resamples the rounds as pairs (the same rounds for both sides) and, within
+    each drawn round, each side's values: the hierarchical bootstrap of
+    :func:`ratio_of_medians_ci` with the round, not the side, as the unit (Davison & Hinkley
+    1997, section 3.8; Kalibera & Jones 2013 resample the levels of a benchmark experiment the
+    same way). Needs two rounds.
+    """
+    n = len(base)
+    assert n >= 2 and len(cand) == n, "a paired interval needs two rounds or more"
+    base_arrays, cand_arrays = _arrays(base), _arrays(cand)
+    observed = float(
+        np.mean([np.log(np.median(c) / np.median(b)) for b, c in zip(base_arrays, cand_arrays)])
+    )
+    rng = np.random.default_rng(seed)
+    # (B, n): each round's log ratio of medians, each side's values resampled within the round.
+    logs = np.log(_within_medians(cand_arrays, resamples, rng))
+    logs -= np.log(_within_medians(base_arrays, resamples, rng))
+    rows = rng.integers(n, size=(resamples, n))  # (B, n): the rounds drawn, pairs kept
+    means = np.take_along_axis(logs, rows, axis=1).mean(axis=1)  # (B,)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
     return PairedRatio(
-        ratio=math.exp(mean),
-        low=math.exp(mean - half),
-        high=math.exp(mean + half),
-        p_greater=p_greater,
-        p_less=p_less,
-        half_width=half,
+        ratio=math.exp(observed),
+        low=math.exp(float(low)),
+        high=math.exp(float(high)),
+        p_greater=float((1 + np.sum(means <= 0)) / (resamples + 1)),
+        p_less=float((1 + np.sum(means >= 0)) / (resamples + 1)),
         rounds=n,
     )
+
+
+def _within_medians(groups: list[np.ndarray], resamples: int, rng: np.random.Generator):
+    """(B, n): the median of each group's values resampled with replacement, B times."""
+    columns = []
+    for group in groups:
+        drawn = rng.integers(len(group), size=(resamples, len(group)))  # (B, L)
+        columns.append(np.median(group[drawn], axis=1))
+    return np.stack(columns, axis=1)
 
 
 def drift_bound(run_values: Sequence[float], *, coverage: float = 0.99) -> float:

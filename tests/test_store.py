@@ -87,17 +87,17 @@ def test_a_difference_the_paired_repeats_cannot_resolve_is_warned_about():
             "flags": [],
         }
 
-    # Rounds of repeats: batch 96 over batch 64 is 1.05 in round 0, 0.95 in round 1. Logs
-    # 0.048790 and -0.051293: mean -0.001252, sd 0.070770; t(1) = 12.7062 gives a half-width of
-    # 12.7062 * 0.070770 / sqrt(2) = 0.63584, so the interval is [-47.1%, +88.6%] and only a
-    # change beyond 1.05 * exp(0.63584) - 1 = 98.3% could pass the 5% threshold.
+    # Rounds of repeats: batch 96 over batch 64 is 1.10 in round 0, 0.96 in round 1. Resampling
+    # the two rounds as pairs draws both (half the time) or one twice, so the interval's ends are
+    # the two ratios, [-4.0%, +10.0%]: it straddles +5%. The change is sqrt(1.10 * 0.96) = 1.02762,
+    # and a change could only be resolved beyond 1.05 * 1.02762 / 0.96 - 1 = 12.4%.
     records = [
         record(64, 0, 0.010),
-        record(64, 1, 0.012),
-        record(96, 0, 0.0105),
-        record(96, 1, 0.0114),
+        record(64, 1, 0.0125),
+        record(96, 0, 0.011),
+        record(96, 1, 0.012),
     ]
     (warning,) = unresolved_comparisons(records)
     assert warning.startswith("batch_size=64 vs batch_size=96 (mlp base batch 64): step time ")
-    assert "-0.1% [-47.1%, +88.6%]" in warning
-    assert "only a difference beyond 98.3% can be resolved" in warning
+    assert "+2.8% [-4.0%, +10.0%]" in warning
+    assert "only a difference beyond 12.4% can be resolved" in warning

@@ -176,8 +176,8 @@ def thresholds_line(comparison: Comparison) -> str:
     ]
     if comparison.interleaved:
         rule = (
-            "rule: regressed when the whole 95% t interval of the rounds' paired ratios "
-            f"CAND/BASE lies beyond the threshold and the paired t test has p <= {ALPHA}"
+            "rule: regressed when the whole 95% paired bootstrap interval of the rounds' ratios "
+            f"CAND/BASE lies beyond the threshold and its one-sided tail has p <= {ALPHA}"
         )
     else:
         rule = (
