@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
+from bench.comparison_rule import NO_DRIFT, judge
 from bench.errors import UserError
-from bench.gate.compare import METRIC, compare, load_side, parse_thresholds
-from bench.gate.verdict import compare_groups, judge
+from bench.gate.compare import compare, load_side, parse_thresholds
+from bench.gate.metrics import METRIC
+from bench.gate.verdict import compare_groups
 
 FIXTURES = ROOT / "tests" / "fixtures" / "compare"
 STEP_TIME = METRIC["step_time"]
@@ -45,7 +47,9 @@ def twenty_a_side(rng, steps, factor: float) -> tuple[list, list]:
 
 def verdicts_of(draws, seed_base: int = 0) -> Counter:
     return Counter(
-        compare_groups(STEP_TIME, base, cand, 0.05, 1000, seed_base + i).verdict
+        compare_groups(
+            STEP_TIME, base, cand, 0.05, 1000, seed_base + i, noise_floor=NO_DRIFT
+        ).verdict
         for i, (base, cand) in enumerate(draws)
     )
 
@@ -126,15 +130,19 @@ def test_throughput_is_judged_in_its_own_direction():
     slower = [steps * 1.10 for steps in repeats]
     rates = [[64 / t for t in steps] for steps in repeats]
     fewer = [[64 / t for t in steps] for steps in slower]
-    assert compare_groups(THROUGHPUT, rates, fewer, 0.05).verdict == "regressed"
-    assert compare_groups(THROUGHPUT, fewer, rates, 0.05).verdict == "improved"
+    assert (
+        compare_groups(THROUGHPUT, rates, fewer, 0.05, noise_floor=NO_DRIFT).verdict == "regressed"
+    )
+    assert (
+        compare_groups(THROUGHPUT, fewer, rates, 0.05, noise_floor=NO_DRIFT).verdict == "improved"
+    )
 
 
 def test_one_repeat_a_side_cannot_regress():
     # Even every step of one process made 10% slower is not enough: from one process a side,
     # nothing tells how far apart two processes of the same code land.
     (first, *_) = real_repeats(GPT)
-    result = compare_groups(STEP_TIME, [first], [first * 1.10], 0.05)
+    result = compare_groups(STEP_TIME, [first], [first * 1.10], 0.05, noise_floor=NO_DRIFT)
     assert result.ci_low > 1.05 and result.p_value < 1e-6
     assert result.verdict == "inconclusive"
     assert "one repeat on a side" in result.note
@@ -152,7 +160,7 @@ def test_one_repeat_a_side_cannot_regress():
     ],
 )
 def test_the_rule_on_intervals(low, high, p_worse, expected):
-    verdict, note = judge(low, high, p_worse, 1 - p_worse, 0.05, STEP_TIME, repeats=3)
+    verdict, note = judge(low, high, p_worse, 1 - p_worse, 0.05, True, repeats=3)
     assert verdict == expected
     assert ("rerun with more repeats" in note) == (expected == "inconclusive")
 

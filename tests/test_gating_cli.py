@@ -237,3 +237,17 @@ def test_a_stopped_gate_exits_with_the_stop_and_writes_no_verdict(tmp_path, benc
     assert "gate stopped before the comparison: no verdict" in done.stderr
     assert "PASS" not in done.stdout and "FAIL" not in done.stdout
     assert not (tmp_path / "gate.md").exists() and not (tmp_path / "gate.json").exists()
+
+
+def test_comparing_imports_scipy_only_when_it_is_used():
+    modules = (
+        "bench.comparison_rule, bench.significance, bench.gate.compare, bench.gate.compare_output, "
+        "bench.gate.verdict, bench.gate.metrics, bench.gate.calibration, bench.gate.baseline, "
+        "bench.gate.ab, bench.results.export, bench.cli.calibrate"
+    )
+    code = (
+        f"import sys\nimport {modules}\nassert 'torch' not in sys.modules\n"
+        "assert 'scipy' not in sys.modules, 'scipy imported at start'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr

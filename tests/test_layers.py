@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 FIXTURES = Path(__file__).parent / "fixtures"
 TORCH_FREE = ("spec", "machine", "run", "results", "report", "gate", "cli")
-LEAVES = ("errors", "statistics", "atomic")
+LEAVES = ("errors", "statistics", "atomic", "significance", "comparison_rule")
 
 
 def _modules(package: str) -> list[str]:

@@ -5,15 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from bench.gate.significance import _exact_upper_tail, mann_whitney_p, ratio_of_medians_ci
+from bench.significance import drift_bound, mann_whitney_p, paired_ratio_ci, ratio_of_medians_ci
 
 
 def test_exact_tail_of_two_against_two_by_hand():
     # The 6 orderings of x1 < x2 and y1 < y2 interleaved give U = 0, 1, 2, 2, 3, 4.
-    assert _exact_upper_tail(0, 2, 2) == 1
-    assert _exact_upper_tail(2, 2, 2) == pytest.approx(4 / 6)
-    assert _exact_upper_tail(3, 2, 2) == pytest.approx(2 / 6)
-    assert _exact_upper_tail(4, 2, 2) == pytest.approx(1 / 6)
+    assert mann_whitney_p([1, 2], [3, 4], "greater") == 1
+    assert mann_whitney_p([1, 4], [2, 3], "greater") == pytest.approx(4 / 6)  # U = 2
+    assert mann_whitney_p([2, 4], [1, 3], "greater") == pytest.approx(2 / 6)  # U = 3
+    assert mann_whitney_p([3, 4], [1, 2], "greater") == pytest.approx(1 / 6)  # U = 4
 
 
 def test_three_above_three_is_the_one_arrangement_in_twenty():
@@ -33,21 +33,6 @@ def test_normal_approximation_with_ties_by_hand():
     z = 2 / math.sqrt(3.75)
     expected = 0.5 * math.erfc(z / math.sqrt(2))
     assert mann_whitney_p([2, 2, 3], [1, 2, 2], "greater") == pytest.approx(expected)
-
-
-def test_same_as_scipy_on_small_large_and_tied_samples():
-    from scipy.stats import mannwhitneyu  # installed with scikit-learn; bench does not need it
-
-    rng = np.random.default_rng(0)
-    for trial in range(120):
-        m, n = int(rng.integers(1, 12)), int(rng.integers(1, 40))
-        x, y = rng.normal(0.3, 1, m), rng.normal(0, 1, n)
-        if trial % 3 == 0:
-            x, y = np.round(x), np.round(y)  # ties
-        for alternative in ("greater", "less"):
-            ours = mann_whitney_p(x, y, alternative)
-            theirs = mannwhitneyu(x, y, alternative=alternative, method="auto").pvalue
-            assert ours == pytest.approx(theirs, abs=1e-12), (m, n, alternative)
 
 
 def test_ratio_is_the_ratio_of_pooled_medians_and_the_seed_fixes_the_interval():
@@ -75,3 +60,49 @@ def test_unequal_repeats_take_the_general_path():
     cand = [[2.0, 2.2, 1.8], [2.1, 1.9, 2.0, 2.05]]
     ci = ratio_of_medians_ci(base, cand, resamples=500)
     assert 1.6 < ci.low <= ci.ratio <= ci.high < 2.5
+
+
+def test_paired_ratio_of_two_rounds_by_hand():
+    # One value a round, ratios 1.1 and 1.3: a resample of the two rounds (as pairs) draws both
+    # (mean of the logs: half the time), or one of them twice (a quarter each), so the 2.5% and
+    # 97.5% quantiles are the two ratios themselves, and no resample has a mean at or below 0.
+    paired = paired_ratio_ci([[1.0], [2.0]], [[1.1], [2.6]])
+    assert paired.ratio == pytest.approx(math.sqrt(1.1 * 1.3))
+    assert (paired.low, paired.high) == pytest.approx((1.1, 1.3))
+    assert paired.p_greater == pytest.approx(1 / 2001) and paired.p_less == 1.0
+
+
+def test_paired_ratio_agrees_with_scipys_bootstrap_of_the_rounds():
+    from scipy.stats import bootstrap  # another implementation of the same percentile bootstrap
+
+    rng = np.random.default_rng(4)
+    base = rng.lognormal(0, 0.3, 8)
+    cand = base * rng.lognormal(0.1, 0.08, 8)
+    ours = paired_ratio_ci([[b] for b in base], [[c] for c in cand], resamples=20000)
+    theirs = bootstrap(
+        (np.log(cand / base),), np.mean, method="percentile", n_resamples=20000, random_state=1
+    ).confidence_interval
+    assert math.log(ours.low) == pytest.approx(theirs.low, abs=0.01)
+    assert math.log(ours.high) == pytest.approx(theirs.high, abs=0.01)
+
+
+def test_pairing_cancels_a_drift_shared_by_the_sides_of_a_round():
+    # Five rounds whose machine state differs by up to 40%, both sides alike; CAND 20% slower.
+    rng = np.random.default_rng(2)
+    drift = (1.0, 1.4, 0.9, 1.2, 1.05)
+    base = [rng.normal(d, 0.01, 200) for d in drift]
+    cand = [rng.normal(1.2 * d, 0.012, 200) for d in drift]
+    paired = paired_ratio_ci(base, cand)
+    unpaired = ratio_of_medians_ci(base, cand)
+    assert 1.17 < paired.low < 1.2 < paired.high < 1.23
+    assert paired.high - paired.low < (unpaired.high - unpaired.low) / 5
+
+
+def test_drift_bound_of_three_runs_by_hand():
+    # Runs at exp(-0.1), 1 and exp(0.1): log sd 0.1; t(2) at 99.5% is 9.92484; the bound of the
+    # ratio of two new runs is exp(9.92484 * sqrt(2) * 0.1) - 1.
+    bound = drift_bound([math.exp(-0.1), 1.0, math.exp(0.1)])
+    assert bound == pytest.approx(math.exp(9.92484 * math.sqrt(2) * 0.1) - 1, rel=1e-5)
+    # More runs with the same spread: a smaller t quantile, a tighter bound.
+    many = drift_bound([math.exp(x) for x in (-0.1, 0.0, 0.1) * 4])
+    assert many < bound / 3

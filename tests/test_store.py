@@ -69,3 +69,35 @@ def test_probe_records_are_no_repeats_in_the_spread_warning():
     assert unresolved_comparisons(records) == []
     # A 3-step probe at batch 64 (10x slower) must not count as a repeat of the batch-64 case.
     assert unresolved_comparisons([*records, record(64, 0.1, ["max_batch_probe"])]) == []
+
+
+def test_a_difference_the_paired_repeats_cannot_resolve_is_warned_about():
+    from bench.run.sweep import unresolved_comparisons
+    from bench.spec.case import Case
+
+    def record(batch, repeat, median):
+        config = Case.from_dict({"workload": "mlp", "batch_size": batch}).to_dict()
+        metrics = {"step_time_s": {"median": median}}
+        return {
+            "case_id": f"c{batch}",
+            "repeat": repeat,
+            "status": "ok",
+            "config": config,
+            "metrics": metrics,
+            "flags": [],
+        }
+
+    # Rounds of repeats: batch 96 over batch 64 is 1.10 in round 0, 0.96 in round 1. Resampling
+    # the two rounds as pairs draws both (half the time) or one twice, so the interval's ends are
+    # the two ratios, [-4.0%, +10.0%]: it straddles +5%. The change is sqrt(1.10 * 0.96) = 1.02762,
+    # and a change could only be resolved beyond 1.05 * 1.02762 / 0.96 - 1 = 12.4%.
+    records = [
+        record(64, 0, 0.010),
+        record(64, 1, 0.0125),
+        record(96, 0, 0.011),
+        record(96, 1, 0.012),
+    ]
+    (warning,) = unresolved_comparisons(records)
+    assert warning.startswith("batch_size=64 vs batch_size=96 (mlp base batch 64): step time ")
+    assert "+2.8% [-4.0%, +10.0%]" in warning
+    assert "only a difference beyond 12.4% can be resolved" in warning

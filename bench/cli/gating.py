@@ -139,6 +139,15 @@ def _comparing(args: argparse.Namespace) -> dict[str, Any]:
     return {"thresholds": thresholds, "resamples": args.resamples, "seed": args.bootstrap_seed}
 
 
+def _judge(base: Any, cand: Any, settings: dict[str, Any]) -> Any:
+    """compare(), with this machine's calibrated drift for separate runs (bench calibrate)."""
+    from bench.gate import calibration
+    from bench.gate.compare import compare
+
+    calibrated = calibration.for_sides(base.env, cand.env)
+    return compare(base, cand, **settings, calibration=calibrated)
+
+
 def _report_comparison(comparison: Any, args: argparse.Namespace, console: Console) -> int:
     from bench.gate.compare_output import render_terminal, write_outputs
 
@@ -148,11 +157,11 @@ def _report_comparison(comparison: Any, args: argparse.Namespace, console: Conso
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from bench.gate.compare import compare, load_side
+    from bench.gate.compare import load_side
 
     settings = _comparing(args)
     base, cand = load_side(args.base, args.results), load_side(args.cand, args.results)
-    return _report_comparison(compare(base, cand, **settings), args, console)
+    return _report_comparison(_judge(base, cand, settings), args, console)
 
 
 def cmd_baseline(args: argparse.Namespace, console: Console) -> int:
@@ -192,7 +201,7 @@ def cmd_baseline(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_gate(args: argparse.Namespace, console: Console) -> int:
-    from bench.gate.compare import compare, load_side
+    from bench.gate.compare import load_side
     from bench.run import sweep as runner
     from bench.spec.user_workload import check_cases
 
@@ -218,12 +227,12 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
         return code
     # A case that crashed (exit 1 of bench run) is for the comparison to judge: broken.
     cand = load_side(str(run_dir), args.results)
-    return _report_comparison(compare(base, cand, **settings), args, console)
+    return _report_comparison(_judge(base, cand, settings), args, console)
 
 
 def cmd_ab(args: argparse.Namespace, console: Console) -> int:
     from bench.gate.ab import run_ab
-    from bench.gate.compare import compare, load_side
+    from bench.gate.compare import load_side
     from bench.machine.paths import PROJECT_ROOT
 
     settings = _comparing(args)
@@ -243,7 +252,7 @@ def cmd_ab(args: argparse.Namespace, console: Console) -> int:
     console.print(f"ab: base {runs['base']}, cand {runs['cand']}")
     base = load_side(str(runs["base"]), args.results)
     cand = load_side(str(runs["cand"]), args.results)
-    return _report_comparison(compare(base, cand, **settings), args, console)
+    return _report_comparison(_judge(base, cand, settings), args, console)
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:

@@ -110,7 +110,14 @@ def run_ab(
                             console,
                         )
                     )
-            info = {"base_ref": base_ref, "base_commit": commit, "rounds": rounds, "order": "ABBA"}
+            # `job` pairs the two sides: bench compare pairs their rounds only within one job.
+            info = {
+                "job": f"{suite_name}/{stamp}",
+                "base_ref": base_ref,
+                "base_commit": commit,
+                "rounds": rounds,
+                "order": "ABBA",
+            }
             return {
                 side: merge_runs(
                     runs[side], target / side, f"{stamp}-{side}", {**info, "side": side}

@@ -1,7 +1,7 @@
 """Compare two result sets case by case: a verdict per case and per metric, for CI gating.
 
 Cases are matched by case id. Each metric of a case ok on both sides gets its verdict from the
-rule in :mod:`bench.gate.verdict` (docs/GATING.md); a case takes the worst verdict of its
+rule in :mod:`bench.comparison_rule` (docs/GATING.md); a case takes the worst verdict of its
 metrics, or one from its records' status: ``broken`` (ok in BASE, oom/error/timeout in CAND),
 ``new``, ``missing``. Pure: no torch; the CLI prints what this returns
 (:mod:`bench.gate.compare_output`).
@@ -10,82 +10,37 @@ metrics, or one from its records' status: ``broken`` (ok in BASE, oom/error/time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.errors import UserError
-from bench.gate.verdict import (
+from bench.comparison_rule import (
     ALPHA,
     CONFIDENCE,
     DEFAULT_RESAMPLES,
     DEFAULT_THRESHOLD,
-    NOT_APPLICABLE,
-    Metric,
-    MetricResult,
-    compare_groups,
+    NoiseFloor,
+    recorded_floor,
 )
-from bench.results.metrics import metric_value
-from bench.results.store import ENV, PROBE_FLAG, RECORDS, read_json, read_records, status_summary
+from bench.errors import UserError
+from bench.gate.metrics import METRIC_NAMES, METRICS, Metric
+from bench.gate.verdict import NOT_APPLICABLE, MetricResult, compare_groups
+from bench.results.store import (
+    ENV,
+    MANIFEST,
+    PROBE_FLAG,
+    RECORDS,
+    read_json,
+    read_records,
+    status_summary,
+)
 from bench.spec.case import case_labels
+
+if TYPE_CHECKING:
+    from bench.gate.calibration import Calibration
 
 FAILED = ("oom", "error", "timeout")
 # Verdicts of a case, worst first: a case takes the worst verdict of its metrics.
 CASE_VERDICTS = ("broken", "regressed", "inconclusive", "improved", "unchanged", "new", "missing")
 FAILING = ("broken", "regressed")  # the verdicts that fail a CI gate (exit code 1)
-
-Values = list[float] | None  # one record's values of a metric; None: not measured
-
-
-def _per_repeat(*path: str) -> Callable[[dict[str, Any]], Values]:
-    """A metric with one value per repeat, at ``metrics[path...]``."""
-
-    def values(record: dict[str, Any]) -> Values:
-        value = metric_value(record, *path)
-        return None if value is None else [float(value)]
-
-    return values
-
-
-def _step_times(record: dict[str, Any]) -> Values:
-    return (record.get("samples") or {}).get("step_time_s") or None
-
-
-def _throughput(record: dict[str, Any]) -> Values:
-    """Samples/s of every step: the record's samples per step (samples/s times the median step
-    time it was computed from) over each step's time."""
-    rate = metric_value(record, "samples_per_s")
-    median_step = metric_value(record, "step_time_s", "median")
-    steps = _step_times(record)
-    if rate is None or median_step is None or steps is None:
-        return None
-    return [rate * median_step / t for t in steps]
-
-
-def _peak_memory(record: dict[str, Any]) -> Values:
-    """The CUDA allocator's peak where there is one, else the worker's peak RSS over the window
-    (on a CPU), else its lifetime peak RSS (where the window's could not be reset)."""
-    for key in ("peak_alloc_bytes", "peak_rss_bytes", "lifetime_peak_rss_bytes"):
-        if (value := metric_value(record, key)) is not None:
-            return [float(value)]
-    return None
-
-
-METRICS = (
-    Metric("step_time", "step time", "s", True, _step_times),
-    Metric("throughput", "throughput", "samples/s", False, _throughput),
-    Metric("peak_memory", "peak memory", "B", True, _peak_memory),
-    Metric(
-        "energy_per_sample",
-        "energy per sample",
-        "J",
-        True,
-        _per_repeat("gpu", "energy_per_sample_j"),
-    ),
-    Metric("compile_time", "compile time", "s", True, _per_repeat("compile_time_s")),
-    Metric("final_loss", "final loss", "", True, _per_repeat("final_train_loss")),
-    Metric("max_batch_size", "largest batch", "", False, _per_repeat("max_batch_size")),
-)
-METRIC_NAMES = tuple(m.name for m in METRICS)
-METRIC = {m.name: m for m in METRICS}
 
 
 @dataclass(frozen=True)
@@ -96,6 +51,8 @@ class Side:
     path: Path
     records: list[dict[str, Any]]
     env: dict[str, Any] = field(default_factory=dict)
+    ab: dict[str, Any] | None = None
+    """``bench ab``'s note in the run's run.json: the job and side of interleaved rounds."""
 
     def describe(self) -> dict[str, Any]:
         suites = sorted({str(r.get("suite")) for r in self.records})
@@ -131,9 +88,20 @@ def load_side(arg: str, results: Path) -> Side:
     records = [r for r in read_records(file) if PROBE_FLAG not in (r.get("flags") or [])]
     if not records:
         raise UserError(f"{file}: no records")
-    env_file = file.parent / ENV
+    env_file, manifest_file = file.parent / ENV, file.parent / MANIFEST
     env = read_json(env_file) if env_file.is_file() else {}
-    return Side(arg, file, records, env if isinstance(env, dict) else {})
+    manifest = read_json(manifest_file) if manifest_file.is_file() else {}
+    ab = manifest.get("ab") if isinstance(manifest, dict) else None
+    return Side(arg, file, records, env if isinstance(env, dict) else {}, ab)
+
+
+def interleaved(base: Side, cand: Side) -> bool:
+    """Whether BASE and CAND are the two sides of one ``bench ab`` job: measured in the same
+    rounds, next to each other in time (round k of each is its repeat k)."""
+    if not base.ab or not cand.ab:
+        return False
+    same_job = base.ab.get("job") is not None and base.ab.get("job") == cand.ab.get("job")
+    return same_job and (base.ab.get("side"), cand.ab.get("side")) == ("base", "cand")
 
 
 def parse_thresholds(texts: list[str]) -> dict[str, float | None]:
@@ -184,6 +152,10 @@ class Comparison:
     resamples: int
     seed: int
     cases: list[CaseResult]
+    interleaved: bool = False
+    """Both sides from one bench ab job (paired rounds), else separate runs."""
+    calibration: str | None = None
+    """The machine whose calibrated drift separate runs were judged with; None: uncalibrated."""
 
     @property
     def failed(self) -> bool:
@@ -204,6 +176,8 @@ class Comparison:
                 "alpha": ALPHA,
                 "resamples": self.resamples,
                 "seed": self.seed,
+                "interleaved": self.interleaved,
+                "calibration": self.calibration,
             },
             "counts": self.counts(),
             "failed": self.failed,
@@ -217,9 +191,14 @@ def compare(
     thresholds: dict[str, float | None] | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    calibration: "Calibration | None" = None,
 ) -> Comparison:
-    """Verdicts for every case of BASE and CAND; an error when they share no case."""
+    """Verdicts for every case of BASE and CAND; an error when they share no case.
+
+    Two sides of one bench ab job are paired round by round; separate runs are judged with
+    the drift of ``calibration`` for their case and metric, else with the recorded A/A drift."""
     thresholds = thresholds or parse_thresholds([])
+    paired = interleaved(base, cand)
     base_cases, cand_cases = _by_case(base.records), _by_case(cand.records)
     if not set(base_cases) & set(cand_cases):
         raise UserError(
@@ -231,6 +210,13 @@ def compare(
     labels = case_labels({case_id: records[0]["config"] for case_id, records in cases.items()})
     cases = []
     for case_id in [*base_cases, *(c for c in cand_cases if c not in base_cases)]:
+
+        def floor(metric: str, case_id: str = case_id) -> NoiseFloor | None:
+            if paired:
+                return None
+            calibrated = calibration.floor(case_id, metric) if calibration else None
+            return calibrated or recorded_floor(metric)
+
         cases.append(
             _compare_case(
                 case_id,
@@ -240,9 +226,19 @@ def compare(
                 thresholds,
                 resamples,
                 seed,
+                floor,
             )
         )
-    return Comparison(base.describe(), cand.describe(), thresholds, resamples, seed, cases)
+    return Comparison(
+        base.describe(),
+        cand.describe(),
+        thresholds,
+        resamples,
+        seed,
+        cases,
+        paired,
+        calibration.machine if calibration and not paired else None,
+    )
 
 
 def _suites(side: Side) -> str:
@@ -264,15 +260,18 @@ def _compare_case(
     thresholds: dict[str, float | None],
     resamples: int,
     seed: int,
+    floor: Callable[[str], NoiseFloor | None],
 ) -> CaseResult:
     base_ok = [r for r in base if r["status"] == "ok"]
     cand_ok = [r for r in cand if r["status"] == "ok"]
     metrics = []
     if base_ok and cand_ok:
         for metric in METRICS:
-            if thresholds.get(metric.name) is not None:
+            if (threshold := thresholds.get(metric.name)) is not None:
                 metrics.append(
-                    _compare_metric(metric, base_ok, cand_ok, thresholds, resamples, seed)
+                    _compare_metric(
+                        metric, base_ok, cand_ok, threshold, resamples, seed, floor(metric.name)
+                    )
                 )
     verdict, note = _case_verdict(base, cand, base_ok, cand_ok, metrics)
     return CaseResult(
@@ -316,12 +315,32 @@ def _compare_metric(
     metric: Metric,
     base: list[dict[str, Any]],
     cand: list[dict[str, Any]],
-    thresholds: dict[str, float | None],
+    threshold: float,
     resamples: int,
     seed: int,
+    floor: NoiseFloor | None,
 ) -> MetricResult:
-    threshold = thresholds[metric.name]
-    assert threshold is not None
-    base_groups = [v for v in map(metric.values, base) if v]
-    cand_groups = [v for v in map(metric.values, cand) if v]
-    return compare_groups(metric, base_groups, cand_groups, threshold, resamples, seed)
+    """One metric of a case; ``floor`` None: interleaved sides, paired by round (repeat)."""
+    base_groups: list[list[float]] = []
+    cand_groups: list[list[float]] = []
+    if floor is None:
+        base_rounds = {r.get("repeat"): metric.values(r) for r in base}
+        cand_rounds = {r.get("repeat"): metric.values(r) for r in cand}
+        rounds = [k for k in base_rounds if base_rounds[k] and cand_rounds.get(k)]
+        base_groups = [base_rounds[k] for k in rounds]
+        cand_groups = [cand_rounds[k] for k in rounds]
+        if not rounds:  # no round ok on both sides: nothing to pair, judged as separate runs
+            floor = recorded_floor(metric.name)
+    if not base_groups or not cand_groups:
+        base_groups = [v for v in map(metric.values, base) if v]
+        cand_groups = [v for v in map(metric.values, cand) if v]
+    return compare_groups(
+        metric,
+        base_groups,
+        cand_groups,
+        threshold,
+        resamples,
+        seed,
+        interleaved=floor is None,
+        noise_floor=floor,
+    )

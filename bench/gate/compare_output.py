@@ -12,10 +12,23 @@ from rich.table import Table
 from rich.text import Text
 
 from bench import atomic
+from bench.comparison_rule import ALPHA, RERUN
 from bench.gate.compare import CaseResult, Comparison
-from bench.gate.verdict import ALPHA, NOT_APPLICABLE, RERUN, MetricResult
+from bench.gate.verdict import NOT_APPLICABLE, MetricResult
 
-HEADERS = ["case", "metric", "BASE", "CAND", "change [95% CI]", "p", "repeats", "verdict", "note"]
+HEADERS = [
+    "case",
+    "metric",
+    "BASE",
+    "CAND",
+    "change [95% CI]",
+    "p",
+    "repeats",
+    "noise floor",
+    "verdict",
+    "note",
+]
+VERDICT = HEADERS.index("verdict")
 STYLES = {
     "broken": "bold red",
     "regressed": "bold red",
@@ -46,12 +59,23 @@ def rows(comparison: Comparison) -> list[list[str]]:
 
 
 def _status_row(case: CaseResult) -> list[str]:
-    return ["", "status", case.base_status, case.cand_status, "", "", "", case.verdict, case.note]
+    return [
+        "",
+        "status",
+        case.base_status,
+        case.cand_status,
+        "",
+        "",
+        "",
+        "",
+        case.verdict,
+        case.note,
+    ]
 
 
 def _metric_row(m: MetricResult) -> list[str]:
     if m.verdict == NOT_APPLICABLE:
-        return ["", m.label, "", "", "", "", "", m.verdict, m.note]
+        return ["", m.label, *[""] * (VERDICT - 2), m.verdict, m.note]
     assert m.ratio is not None and m.ci_low is not None and m.ci_high is not None
     change = f"{m.ratio - 1:+.1%} [{m.ci_low - 1:+.1%}, {m.ci_high - 1:+.1%}]"
     return [
@@ -62,9 +86,22 @@ def _metric_row(m: MetricResult) -> list[str]:
         change,
         f"{m.p_value:.2g}",
         f"{m.repeats_base} vs {m.repeats_cand}",
+        noise_floor_cell(m),
         m.verdict,
         m.note,
     ]
+
+
+def noise_floor_cell(m: MetricResult) -> str:
+    """Which noise floor the verdict used: none for interleaved rounds, else the drift and where
+    it comes from (a calibration of this machine, or the project's recorded A/A runs)."""
+    if m.interleaved:
+        return "none: interleaved"
+    assert m.noise_floor is not None
+    where = "calibrated" if m.noise_floor_source.startswith("calibrated") else "uncalibrated"
+    if m.noise_floor == 0:
+        return "none: one run"
+    return f"drift ±{m.noise_floor:.1%} ({where})"
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -90,6 +127,17 @@ def headline(comparison: Comparison) -> str:
 
 def advice(comparison: Comparison) -> list[str]:
     lines = []
+    detectable = [
+        f"{case.label} {m.label} {'+' if m.lower_is_better else '-'}{m.smallest_detectable:.1%}"
+        for case in comparison.cases
+        for m in case.metrics
+        if m.metric in ("step_time", "peak_memory") and m.smallest_detectable is not None
+    ]
+    if detectable:
+        lines.append(
+            "smallest change these runs could detect at this spread"
+            f"{'' if comparison.interleaved else ' and noise floor'}: " + ", ".join(detectable)
+        )
     if "inconclusive" in comparison.counts():
         lines.append(
             "inconclusive: the noise of these runs hides whether the change crosses the "
@@ -107,7 +155,18 @@ def _side(info: dict[str, Any]) -> str:
 
 
 def title(comparison: Comparison) -> str:
-    return f"BASE {_side(comparison.base)} vs CAND {_side(comparison.cand)}"
+    return f"BASE {_side(comparison.base)} vs CAND {_side(comparison.cand)}: {sides(comparison)}"
+
+
+def sides(comparison: Comparison) -> str:
+    if comparison.interleaved:
+        return "interleaved (one bench ab job: paired rounds, no noise floor)"
+    if comparison.calibration:
+        return f"separate runs (noise floor: the drift calibrated on {comparison.calibration})"
+    return (
+        "separate runs, no calibration of this machine (noise floor: the largest drift in the "
+        "project's recorded A/A runs; run bench calibrate SUITE)"
+    )
 
 
 def thresholds_line(comparison: Comparison) -> str:
@@ -115,11 +174,18 @@ def thresholds_line(comparison: Comparison) -> str:
         f"{name} {'off' if t is None else f'{t * 100:g}%'}"
         for name, t in comparison.thresholds.items()
     ]
-    return (
-        "rule: regressed when the whole 95% bootstrap interval of median(CAND)/median(BASE) lies "
-        "beyond the threshold and a one-sided Mann-Whitney U test has p <= "
-        f"{ALPHA}; thresholds: " + ", ".join(parts)
-    )
+    if comparison.interleaved:
+        rule = (
+            "rule: regressed when the whole 95% paired bootstrap interval of the rounds' ratios "
+            f"CAND/BASE lies beyond the threshold and its one-sided tail has p <= {ALPHA}"
+        )
+    else:
+        rule = (
+            "rule: regressed when the whole 95% bootstrap interval of median(CAND)/median(BASE), "
+            "widened by the noise floor (run-to-run drift), lies beyond the threshold and a "
+            f"one-sided Mann-Whitney U test has p <= {ALPHA}"
+        )
+    return f"{rule}; thresholds: " + ", ".join(parts)
 
 
 def render_terminal(comparison: Comparison, console: Console) -> None:
@@ -128,7 +194,7 @@ def render_terminal(comparison: Comparison, console: Console) -> None:
         table.add_column(header, overflow="fold")
     for row in rows(comparison):
         cells = [Text(cell) for cell in row]
-        cells[7].stylize(STYLES.get(row[7], ""))
+        cells[VERDICT].stylize(STYLES.get(row[VERDICT], ""))
         table.add_row(*cells)
     console.print(table)
     style = "bold red" if comparison.failed else "bold green"
@@ -150,8 +216,8 @@ def render_markdown(comparison: Comparison) -> str:
     ]
     for row in rows(comparison):
         cells = [_escape(cell) for cell in row]
-        if row[7] in ("broken", "regressed"):
-            cells[7] = f"**{cells[7]}**"
+        if row[VERDICT] in ("broken", "regressed"):
+            cells[VERDICT] = f"**{cells[VERDICT]}**"
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _escape(thresholds_line(comparison)), ""]
     lines += [f"- {_escape(line)}" for line in advice(comparison)]

@@ -39,7 +39,6 @@ from bench.run.torchrun import Placement
 from bench.spec.case import Case, case_labels
 from bench.spec.choices import RUN_LENGTH_KEYS
 from bench.spec.suite import Suite
-from bench.statistics import median, relative_spread
 
 Order = Literal["interleaved", "random"]
 
@@ -289,20 +288,26 @@ def _describe_target(target: dict[str, Any] | None) -> str:
 
 
 def unresolved_comparisons(records: list[dict[str, Any]]) -> list[str]:
-    """Warnings for pairs of cases that differ in one setting by less than their repeats spread.
+    """Warnings for pairs of cases that differ in one setting and whose step times the project's
+    comparison rule (:mod:`bench.comparison_rule`) cannot resolve at its 5% threshold.
 
     Such a pair is what the suite asks to resolve, and the machine's noise hides the difference.
+    The cases of one run are interleaved (every case's repeat k runs in round k), so the rule
+    pairs their repeats round by round.
     """
-    by_case: dict[str, list[float]] = {}
+    # Here, not at the top: the rule's statistics load numpy and scipy, which a run's start
+    # does not need.
+    from bench.comparison_rule import DEFAULT_THRESHOLD, compare_samples
+
+    by_case: dict[str, dict[Any, float]] = {}
     configs: dict[str, dict[str, Any]] = {}
     for record in records:
         # A probe of a max-batch search has the id of the case at its batch size, but its few
         # steps are no repeat of that case.
         probe = PROBE_FLAG in record.get("flags", [])
         if record["status"] == "ok" and "step_time_s" in record["metrics"] and not probe:
-            by_case.setdefault(record["case_id"], []).append(
-                record["metrics"]["step_time_s"]["median"]
-            )
+            rounds = by_case.setdefault(record["case_id"], {})
+            rounds[record.get("repeat", len(rounds))] = record["metrics"]["step_time_s"]["median"]
             configs[record["case_id"]] = {
                 k: v for k, v in record["config"].items() if k not in RUN_LENGTH_KEYS
             }
@@ -310,17 +315,23 @@ def unresolved_comparisons(records: list[dict[str, Any]]) -> list[str]:
     warnings = []
     for a, b in combinations(sorted(by_case), 2):
         differing = [k for k in configs[a] if configs[a][k] != configs[b].get(k)]
-        if len(differing) != 1 or min(len(by_case[a]), len(by_case[b])) < 2:
+        rounds = [k for k in by_case[a] if k in by_case[b]]
+        if len(differing) != 1 or len(rounds) < 2:
             continue
-        spread = max(relative_spread(by_case[a]), relative_spread(by_case[b]))
-        slower, faster = sorted((median(by_case[a]), median(by_case[b])), reverse=True)
-        difference = slower / faster - 1
-        if difference < spread:
+        result = compare_samples(
+            [[by_case[a][k]] for k in rounds],
+            [[by_case[b][k]] for k in rounds],
+            lower_is_better=True,
+            threshold=DEFAULT_THRESHOLD,
+            interleaved=True,
+        )
+        if result.verdict == "inconclusive":
             key = differing[0]
             warnings.append(
-                f"{key}={configs[a][key]} vs {key}={configs[b][key]} ({labels[a]}): one is "
-                f"{difference:.1%} slower, but repeats of a case range over {spread:.1%} of its "
-                "median; rerun with more --repeats to resolve it"
+                f"{key}={configs[a][key]} vs {key}={configs[b][key]} ({labels[a]}): step time "
+                f"{result.ratio - 1:+.1%} [{result.ci_low - 1:+.1%}, {result.ci_high - 1:+.1%}], "
+                f"but with this run's spread between repeats only a difference beyond "
+                f"{result.smallest_detectable:.1%} can be resolved; rerun with more --repeats"
             )
     return warnings
 
