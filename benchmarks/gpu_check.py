@@ -67,7 +67,7 @@ class Outcome:
 def plan() -> list[Step]:
     """The steps in order; the sum of their limits fits the default budget."""
     return [
-        Step("gpu-tests", "pytest -m gpu: every GPU test", 80, "pytest", ("-m", "gpu", "-q")),
+        Step("gpu-tests", "pytest -m gpu: every GPU test", 70, "pytest", ("-m", "gpu", "-q")),
         Step(
             "timing",
             "CUDA-event step times against host-synchronised ones; syncs per block in the window",
@@ -78,7 +78,7 @@ def plan() -> list[Step]:
         Step(
             "compile",
             "compile_vs_eager: all five modes, CUDA graphs included",
-            70,
+            65,
             "bench",
             ("suites/compile_vs_eager", *SHORT),
         ),
@@ -116,6 +116,13 @@ def plan() -> list[Step]:
             45,
             "bench",
             (str(SUITES / "gpt_mfu.toml"),),
+        ),
+        Step(
+            "user-workload",
+            "examples/tutorial.toml: a user's FILE.py:FUNCTION workload (the tutorial MLP) on CUDA",
+            30,
+            "bench",
+            ("examples/tutorial.toml", "--set", "compile=eager", *SHORT),
         ),
         Step(
             "profile",
@@ -246,8 +253,8 @@ def figures(step: str, records: list[dict[str, Any]], step_dir: Path) -> dict[st
 
 def speedups(records: list[dict[str, Any]], axis: str, reference: str) -> dict[str, Any]:
     """Median step time of the reference over each other value's, per workload, with the
-    ratio of medians' 95% interval from the gate's bootstrap (bench.gate.significance)."""
-    from bench.gate.significance import ratio_of_medians_ci
+    ratio of medians' 95% interval from the hierarchical bootstrap (bench.significance)."""
+    from bench.significance import ratio_of_medians_ci
 
     groups: dict[tuple[str, str], list[list[float]]] = {}
     for r in records:
