@@ -173,7 +173,7 @@ def _print_cases(
 ) -> None:
     from bench.run.executors import skip_reason
     from bench.run.launcher import Job
-    from bench.spec.case import case_labels
+    from bench.spec.labels import case_labels
 
     labels = case_labels({case.id: case.to_dict() for case in cases})
     # Settings pinned with --set are the same in every case, so the column would not show them;

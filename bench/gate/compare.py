@@ -32,7 +32,7 @@ from bench.results.store import (
     read_records,
     status_summary,
 )
-from bench.spec.case import case_labels
+from bench.spec.labels import case_labels
 
 if TYPE_CHECKING:
     from bench.gate.calibration import Calibration

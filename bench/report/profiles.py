@@ -11,7 +11,7 @@ from bench.report.canvas import Plot, panels
 from bench.report.format import format_number
 from bench.report.tables import TableView
 from bench.results.metrics import PROFILE_CATEGORIES as CATEGORIES
-from bench.spec.case import case_labels
+from bench.spec.labels import case_labels
 
 PROFILE_NOTE = (
     "From the profiled steps run after the measured window (profile_steps), not from the window "

@@ -26,7 +26,7 @@ from bench.results.store import (
     read_records,
     status_summary,
 )
-from bench.spec.case import varying_keys
+from bench.spec.labels import varying_keys
 from bench.statistics import median
 
 FORMATS = ("pytest-benchmark",)

@@ -36,8 +36,9 @@ from bench.run import executors
 from bench.run.executors import SlurmOptions
 from bench.run.launcher import Job
 from bench.run.torchrun import Placement
-from bench.spec.case import Case, case_labels
+from bench.spec.case import Case
 from bench.spec.choices import RUN_LENGTH_KEYS
+from bench.spec.labels import case_labels
 from bench.spec.suite import Suite
 
 Order = Literal["interleaved", "random"]
