@@ -2,6 +2,7 @@
 subprocess: two saved runs, the second of a workload made twice as slow."""
 
 import json
+from importlib import metadata
 
 import pytest
 
@@ -47,8 +48,14 @@ def test_step(bench_case):
 
 
 def run(pytester, *args):
+    # Installed, bench registers its plugin through the pytest11 entry point (pyproject.toml);
+    # from a bare checkout it is named with -p (both at once is a double registration).
+    installed = any(
+        ep.value.startswith("bench.pytest_plugin") for ep in metadata.entry_points(group="pytest11")
+    )
+    plugin = [] if installed else ["-p", "bench.pytest_plugin"]
     return pytester.runpytest_subprocess(
-        "-p", "bench.pytest_plugin", "-p", "no:cacheprovider", "--benchmark-storage=store", *args
+        *plugin, "-p", "no:cacheprovider", "--benchmark-storage=store", *args
     )
 
 

@@ -37,8 +37,17 @@ def add_commands(commands: Any) -> None:
         metavar="RUN",
         help="calibrate on these run directories (of unchanged code) instead of running",
     )
-    calibrate.add_argument("--set", dest="overrides", action="append", default=[])
-    calibrate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    calibrate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting in every case (repeatable), as bench run",
+    )
+    calibrate.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the cases run"
+    )
     calibrate.add_argument("--repeats", type=int, help="repeats per case (gate with the same)")
     calibrate.add_argument(
         "--results", "--out", type=Path, default=Path("results"), help="results directory"

@@ -34,6 +34,7 @@ MEASURED_PHASES = ("first_step_s", "warmup_s", "window_s", "eval_s")
 # What `bench` turns into a clean stop (bench/cli/main.py).
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 PRELOAD = [
+    "bench.worker.fork_server",  # first: SIGINT ignored before torch starts its threads
     "bench.worker.entry",
     "bench.worker.distributed",  # and with it torch.distributed's launcher (torchrun's agent)
     "bench.workloads.mlp",
@@ -227,8 +228,10 @@ def _isolated(target: Callable[..., None], *args: Any) -> None:
     # Own process group: a Ctrl-C at the terminal reaches the launcher only, and the launcher can
     # kill the whole group (inductor's compile workers included).
     os.setpgrp()
-    # Inherited from the fork server, which started with stops held (stops_held): a case's
-    # process takes SIGINT and SIGTERM as a process does.
+    # Out of bench's process group now: SIGINT as Python takes it (ignored until here, as in
+    # the fork server: bench/worker/fork_server.py), and the stops the fork server started with
+    # held (stops_held) unblocked.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # Every child of a fork server inherits the write end of its "alive" pipe (multiprocessing
     # passes it with each request): while a child held it, the fork server never saw the
