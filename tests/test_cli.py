@@ -152,6 +152,57 @@ def test_dry_run_prints_the_cases_and_runs_nothing(workdir, bench):
     assert "seq_len" not in moot.stdout and "seq_len has no effect" in moot.stderr
 
 
+BIG_SUITE = """
+[suite]
+name = "big"
+[base]
+model_size = "tiny"
+[matrix]
+batch_size = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+seed = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+lr = [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.01]
+compile = ["eager", "reduce-overhead"]
+"""
+
+
+def test_a_big_dry_run_prints_every_case_in_plain_columns(tmp_path, bench):
+    # 2,000 cases: above the rows rich lays out (bench/cli/run.py, PLAIN_TABLE_ROWS), so plain
+    # aligned columns, one line a case, in the order and with the ids expand gives.
+    from bench.spec import suite as suites
+
+    path = write_suite(tmp_path, "big", BIG_SUITE)
+    cases = suites.expand(suites.load(path), "cpu")
+    assert len(cases) == 10 * 10 * 10 * 2
+    done = bench("run", "big", "--dry-run", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    title, header, *rows = done.stdout.splitlines()
+    assert title == "big on cpu: 2000 cases, 6000 runs (dry run: nothing runs)"
+    assert header.split() == ["#", "case", "id", "settings", "repeats", "will"]
+    assert [row.split()[:2] for row in rows] == [
+        [str(i), case.id] for i, case in enumerate(cases, start=1)
+    ]
+    assert sum(row.endswith("  run") for row in rows) == 1000
+    assert sum("skip: compile mode 'reduce-overhead' uses CUDA graphs" in r for r in rows) == 1000
+    assert len({row.index(" run") if row.endswith(" run") else 0 for row in rows} - {0}) == 1
+
+
+def test_a_reader_that_goes_away_ends_bench_quietly(tmp_path, bench_env):
+    # `bench estimate --json | head -1` once head has gone: no reader is left on the pipe when
+    # bench first writes (the read end is closed before bench has imported itself), so that
+    # write fails with EPIPE; bench ends with 141 (128 + SIGPIPE) and no traceback.
+    argv = ["estimate", "--params", "1e9", "--tokens", "1e10", "--mfu", "0.4", "--gpu", "H100 SXM"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", *argv, "--json"],
+        cwd=tmp_path,
+        env=bench_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.close()
+    assert child.wait(timeout=60) == 141
+    assert child.stderr.read() == b""
+
+
 SKIPPED_SUITE = """
 [suite]
 name = "skipped"

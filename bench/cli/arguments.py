@@ -14,6 +14,7 @@ EXIT_BAD_INPUT = 2
 FAILED_STATUSES = ("error", "timeout")
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`)
 
 
 DEVICE_HELP = "where cases run; auto: cuda if a GPU is here, else cpu"

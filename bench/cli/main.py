@@ -8,6 +8,7 @@ is one line on stderr and exit code 2, with nothing written to disk.
 """
 
 import argparse
+import os
 import signal
 import sys
 import warnings
@@ -15,7 +16,7 @@ import warnings
 from rich.console import Console
 
 from bench.cli import cache, calibrate, estimate, gating, info, report, run
-from bench.cli.arguments import EXIT_BAD_INPUT, Parser, exit_code
+from bench.cli.arguments import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, Parser, exit_code
 from bench.errors import Terminated, UserError
 
 
@@ -48,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as stop:
         print("bench: interrupted", file=sys.stderr)
         return exit_code(stop)
+    except BrokenPipeError:
+        # The reader went away (`bench estimate --json | head -1`): stop quietly as a command
+        # killed by SIGPIPE would, with its status; stdout goes to /dev/null so that the flush
+        # at exit does not raise again (the recipe of Python's signal module documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _terminate(signum: int, frame: object) -> None:

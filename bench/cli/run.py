@@ -183,16 +183,38 @@ def _print_cases(
         for k, v in overrides.items()
         if not isinstance(v, list) and any(getattr(case, k) is not None for case in cases)
     )
-    table = Table(
-        title=f"{suite.name} on {device}: {count_runs(cases)} (dry run: nothing runs)",
-        caption=f"every case: {pinned}" if pinned else None,
-    )
-    for column in ("#", "case id", "settings", "repeats", "will"):
-        table.add_column(column)
+    title = f"{suite.name} on {device}: {count_runs(cases)} (dry run: nothing runs)"
+    caption = f"every case: {pinned}" if pinned else None
+    columns = ("#", "case id", "settings", "repeats", "will")
+    rows = []
     for index, case in enumerate(cases, start=1):
         # Every rule known before running; a local run's also this machine's (its GPUs, the
         # packages installed), which a cluster's nodes may not share.
         reason = skip_reason(Job(case, 0)) if executor == "local" else case.skip_reason()
-        will = f"skip: {escape(reason)}" if reason else "run"  # not markup: "bench[hf]"
-        table.add_row(str(index), case.id, labels[case.id], str(case.repeats), will)
+        will = f"skip: {reason}" if reason else "run"
+        rows.append((str(index), case.id, labels[case.id], str(case.repeats), will))
+    if len(rows) > PLAIN_TABLE_ROWS:
+        _print_plain(title, caption, columns, rows)
+        return
+    table = Table(title=title, caption=caption)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))  # not markup: "bench[hf]"
     console.print(table)
+
+
+# Above this many cases the dry run prints plain aligned columns: rich lays a table out cell by
+# cell, about 0.4 ms a row on the project's CPU (3.5 s of a 9,000-case dry run's 5 s).
+PLAIN_TABLE_ROWS = 1000
+
+
+def _print_plain(
+    title: str, caption: str | None, columns: tuple[str, ...], rows: list[tuple[str, ...]]
+) -> None:
+    widths = [max(len(row[i]) for row in (columns, *rows)) for i in range(len(columns))]
+    lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    if caption:
+        lines.append(caption)
+    sys.stdout.write("\n".join(lines) + "\n")
