@@ -147,11 +147,35 @@ def test_a_profiled_case_records_its_summary_trace_and_memory(tmp_path, bench):
     peak = record["metrics"]["peak_rss_bytes"]
     assert memory["window_rss_rise_bytes"] == peak - memory["rss_before_build_bytes"]
     assert memory["after_build_bytes"] is None  # CUDA allocator figures: null on a CPU
+    # Saved for backward, by hand: the flattened input (B x 784), both ReLU outputs (B x 64,
+    # B x 32), the model's log-softmax output (B x 10) and the suite's cross-entropy's own
+    # log-softmax of it (B x 10), fp32; nll_loss's int64 targets (B) and its 0-d fp32 total
+    # weight. Weights (and their transposed views) are not activations.
+    batch = record["config"]["batch_size"]
+    assert memory["activations_bytes"] == batch * ((784 + 64 + 32 + 10 + 10) * 4 + 8) + 4
     reported = bench("report", "--out", "rep")
     assert reported.returncode == 0, reported.stderr
     page = (tmp_path / "rep" / "report.md").read_text()
     assert "where the time goes (profiled steps)" in page
     assert "top operators by host self time" in page
+    # What takes the memory: parameters, gradients, Adam's two moments, activations (MiB).
+    after = page[page.index("what takes the memory") :].splitlines()
+    header, row = [line for line in after if line.startswith("|") and set(line) - set("|-: ")][:2]
+    assert header.split("|")[2:6] == [
+        " parameters ",
+        " gradients ",
+        " optimizer state ",
+        " activations ",
+    ]
+    assert [cell.strip() for cell in row.split("|")[2:6]] == ["0.20", "0.20", "0.40", "0.22"]
     assert (tmp_path / "rep" / "figures" / "profiled-profile.png").is_file()
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "<details><summary>top operators by host self time" in html
+
+
+def test_no_oom_snapshot_without_cuda(tmp_path, monkeypatch):
+    from bench.measure.memory import oom_snapshot
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert oom_snapshot(tmp_path / "job") is None
+    assert list(tmp_path.iterdir()) == []

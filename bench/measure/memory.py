@@ -109,6 +109,28 @@ class PhaseMemory:
         if "peak" in marks:
             self.figures["optimizer_step_peak_bytes"] = marks["peak"]
 
+    def activations(self, step: Any, model: torch.nn.Module) -> None:
+        """One more training step (after the window) with autograd's saved-tensor hooks: the
+        bytes of what the forward pass keeps for the backward pass, the activations. Each
+        storage is counted once, at the largest tensor saved from it (a flattened input and the
+        input share one); parameters' storages, and their views (a transposed weight), are not
+        activations. Tensors a compiled graph saves go through the same hook (AOTAutograd saves
+        them with ``save_for_backward``), so the figure shows what compilation saves or adds.
+        Device-independent: the same figure on a CPU and on CUDA."""
+        parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        saved: dict[int, int] = {}
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            storage = tensor.untyped_storage().data_ptr()
+            if storage not in parameters:
+                size = tensor.numel() * tensor.element_size()
+                saved[storage] = max(saved.get(storage, 0), size)
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            step()
+        self.figures["activations_bytes"] = sum(saved.values())
+
     def result(
         self, model: torch.nn.Module, optimizer_state_bytes: int, window_peak_rss: int | None
     ) -> dict[str, Any]:
@@ -149,3 +171,19 @@ class MemorySnapshot:
         # The file's name: it lies in the run's logs/, wherever the run directory is moved.
         name = self.path.name if self.path else None
         return {"file": name, "steps": "first step and warm-up"}
+
+
+def oom_snapshot(artifacts: Path | None) -> dict[str, Any] | None:
+    """On an out-of-memory error on CUDA: the caching allocator's state at that moment (its
+    segments and blocks; with ``memory_snapshot = true`` also the history of the first steps,
+    which is still recording when the error comes in them), dumped for PyTorch's memory
+    visualiser as ``logs/<job>.oom.memory.pickle``. None on a CPU, or where CUDA was never
+    initialised or the dump fails (the error record stays what it is)."""
+    if artifacts is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    path = artifacts.with_name(artifacts.name + ".oom.memory.pickle")
+    try:
+        torch.cuda.memory._dump_snapshot(str(path))
+    except Exception:  # noqa: BLE001 - a failed dump must not hide the oom itself
+        return None
+    return {"file": path.name, "steps": "the allocator's state at the out-of-memory error"}

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from bench.report.canvas import Plot, panels
-from bench.report.format import format_number
+from bench.report.format import format_mib, format_number
 from bench.report.tables import TableView
 from bench.results.metrics import PROFILE_CATEGORIES as CATEGORIES
 from bench.spec.labels import case_labels
@@ -123,6 +123,49 @@ def compile_table(records: list[dict[str, Any]]) -> TableView | None:
         rows,
         "From dynamo's counters and its recompile log (guard failures), repeat 0 of each case; "
         "a recompile inside the measured window is also flagged on the record.",
+    )
+
+
+MEMORY_PARTS = (
+    ("parameters", "parameters_bytes"),
+    ("gradients", "gradients_bytes"),
+    ("optimizer state", "optimizer_state_bytes"),
+    ("activations", "activations_bytes"),
+)
+MEMORY_PARTS_NOTE = (
+    "MiB per rank, repeat 0 of each case (metrics.memory). Parameters, gradients and optimizer "
+    "state as the tensors hold them; activations: what autograd saved for the backward pass in "
+    "one step after the window (each storage once, parameters excluded; a compiled graph's saved "
+    "tensors included). The peak: the allocator's peak over the window on CUDA, the window's RSS "
+    "rise above the process before the model was built on a CPU (the allocator's free lists and "
+    "the data are in it too)."
+)
+
+
+def memory_table(records: list[dict[str, Any]]) -> TableView | None:
+    """What takes the memory: each part of a case's memory beside the window's peak."""
+    found = _by_case(records, lambda r: (r.get("metrics") or {}).get("memory"))
+    found = {k: v for k, v in found.items() if v[0].get("activations_bytes") is not None}
+    if not found:
+        return None
+    labels = _labels(records)
+    first_of = {r["case_id"]: r for r in records if r.get("status") == "ok"}
+    rows = []
+    for case_id, memories in found.items():
+        memory, metrics = memories[0], first_of[case_id]["metrics"]
+        peak = metrics.get("peak_alloc_bytes")
+        rows.append(
+            [labels[case_id]]
+            + [format_mib(memory.get(key)) for _, key in MEMORY_PARTS]
+            + [format_mib(peak if peak is not None else memory.get("window_rss_rise_bytes"))]
+        )
+    return TableView(
+        "what takes the memory",
+        ["case", *(name for name, _ in MEMORY_PARTS), "window peak"],
+        [False] + [True] * (len(MEMORY_PARTS) + 1),
+        rows,
+        MEMORY_PARTS_NOTE,
+        folded=True,
     )
 
 

@@ -13,7 +13,7 @@ from bench.report.faq import FaqSection, faq_sections
 from bench.report.frame import aggregate, missing_figures, records_frame
 from bench.report.html import render_html
 from bench.report.plots import Plot, suite_plots, write_plots
-from bench.report.profiles import compile_table, profile_tables
+from bench.report.profiles import compile_table, memory_table, profile_tables
 from bench.report.tables import (
     TableView,
     escape_markdown,
@@ -52,7 +52,11 @@ def build_report(run_dirs: list[Path], out_dir: Path, console: Console) -> Repor
         suite_records = [r for r in records if r.get("suite") == suite]
         plots = suite_plots(cases, frame[frame["suite"] == suite], suite_records)
         write_plots(plots, out_dir / FIGURES_DIR, str(suite))
-        diagnostics = [compile_table(suite_records), *profile_tables(suite_records)]
+        diagnostics = [
+            compile_table(suite_records),
+            *profile_tables(suite_records),
+            memory_table(suite_records),
+        ]
         diagnostics = [view for view in diagnostics if view is not None]
         for view in diagnostics:
             if not view.folded:  # the top operators are for the page, not the terminal

@@ -186,6 +186,7 @@ def run_phases(
         final_eval_s = 0.0
     # After the window and the evaluation: what follows changes nothing that was measured.
     phase_memory.optimizer_step_peak(step, training.optimizers.optimizers)
+    phase_memory.activations(step, workload.model)
     profiled = None
     if case.profile_steps:
         trace = artifacts.with_name(artifacts.name + ".pt.trace.json") if artifacts else None
