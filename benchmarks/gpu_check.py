@@ -91,7 +91,8 @@ def plan() -> list[Step]:
         ),
         Step(
             "max-batch",
-            "batch_size = 'max' up to the real memory wall: an OOM probe, then the largest fit",
+            "batch_size = 'max' up to the real memory wall: an OOM probe (its allocator snapshot), "
+            "then the largest fit",
             60,
             "bench",
             (str(SUITES / "max_batch.toml"),),
@@ -221,6 +222,13 @@ def figures(step: str, records: list[dict[str, Any]], step_dir: Path) -> dict[st
                 found["max_batch_size"] = metrics["max_batch_size"]
                 found["max_batch_capped"] = metrics.get("max_batch_capped")
                 found["probes"] = metrics.get("probes")
+        # An oom probe dumps the allocator's state at the error (bench/measure/memory.py).
+        found["oom_snapshots"] = [
+            snapshot["file"]
+            for r in records
+            if r.get("status") == "oom"
+            and (snapshot := ((r.get("metrics") or {}).get("memory") or {}).get("snapshot"))
+        ]
     if step == "mfu":
         mfus = [
             (r["metrics"]["flops"] or {})

@@ -45,3 +45,19 @@ def test_cuda_sweep_records_allocator_peaks_and_event_timings(tmp_path, bench):
         assert all(t > 0 for t in record["samples"]["step_time_s"])
     env = json.loads((run_dir / "env.json").read_text())
     assert env["devices"] and env["driver"]["version"]
+
+
+def test_an_oom_dumps_the_allocators_state(tmp_path):
+    import pickle
+
+    import torch
+
+    from bench.measure.memory import oom_snapshot
+
+    free, _ = torch.cuda.mem_get_info()
+    with pytest.raises(torch.OutOfMemoryError):
+        torch.empty(2 * free, dtype=torch.uint8, device="cuda")
+    found = oom_snapshot(tmp_path / "job")
+    assert found["file"] == "job.oom.memory.pickle"
+    snapshot = pickle.loads((tmp_path / found["file"]).read_bytes())
+    assert "segments" in snapshot and "device_traces" in snapshot

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import CaseError
+from bench.measure.memory import oom_snapshot
 from bench.measure.timing import epoch
 from bench.spec.case import Case
 from bench.worker.failure import classify_failure, error_tail, write_result
@@ -35,6 +36,8 @@ def main(case_dict: dict[str, Any], result_path: str, log_path: str, launched_at
     except BaseException as error:  # noqa: BLE001 - every failure becomes a record
         traceback.print_exc()
         result = {"status": classify_failure(error), "reason": error_tail(error)}
+        if result["status"] == "oom" and (snapshot := oom_snapshot(Path(log_path).with_suffix(""))):
+            result["metrics"] = {"memory": {"snapshot": snapshot}}
     timing = result.setdefault("timing", {})
     timing["spawn_s"] = started - launched_at
     timing["worker_s"] = epoch() - started
