@@ -25,8 +25,24 @@ class Own(nn.Module):
         return (x ** 2).mean()
 
 
-def build(ctx: WorkloadContext, hidden: int = 8, classifier: bool = True) -> Workload:
-    model = nn.Sequential(nn.Linear(16, hidden), nn.ReLU(), nn.Linear(hidden, 4))
+class Net(nn.Sequential):
+    # A graph break where the suite asks for one: an .item() in forward, as a user's check of a
+    # value would do.
+
+    item_in_forward = False
+
+    def forward(self, x):
+        out = super().forward(x)
+        if self.item_in_forward and out.abs().max().item() > 1e6:
+            raise ValueError("diverged")
+        return out
+
+
+def build(
+    ctx: WorkloadContext, hidden: int = 8, classifier: bool = True, item_in_forward: bool = False
+) -> Workload:
+    model = Net(nn.Linear(16, hidden), nn.ReLU(), nn.Linear(hidden, 4))
+    model.item_in_forward = item_in_forward
     model = model.to(ctx.device, ctx.dtype)
     g = torch.Generator().manual_seed(ctx.seed)
     x = torch.randn(256, 16, generator=g).to(ctx.device, ctx.dtype)
@@ -321,6 +337,7 @@ AXES = """
 [[include]]
 compile = "default"
 compile_scope = "step"
+workload_args.item_in_forward = true
 [[include]]
 batch_size = "max"
 max_batch_limit = 128
@@ -346,7 +363,16 @@ def test_every_axis_runs_on_a_user_workload(bench, tmp_path):
     got = [r for r in records(tmp_path) if "max_batch_probe" not in r["flags"]]
     assert [r["status"] for r in got] == ["ok"] * 7, [r["reason"] for r in got]
     step, maxb, frozen, lora, fsdp, schedule, amp = got
-    assert step["runtime"]["compile"]["scope"] == "step"
+    compiled = step["runtime"]["compile"]
+    assert compiled["scope"] == "step"
+    # The .item() in forward: a graph break with dynamo's own reason, counted, in the record
+    # and in the report's compile view.
+    (reason,) = [r for r in compiled["graph_break_counts"] if "item()" in r]
+    assert compiled["graph_break_counts"][reason] >= 1 and compiled["num_graphs"] >= 2
+    reported = bench("report", "--out", "rep")
+    assert reported.returncode == 0, reported.stderr
+    page = (tmp_path / "rep" / "report.md").read_text()
+    assert "compilation: graphs, graph breaks and recompiles" in page and reason in page
     assert maxb["metrics"]["max_batch_size"] == 128  # the search's limit: the model is tiny
     # hidden = 8: the head Linear(8, 4) alone trains when frozen; LoRA adds r (in + out) per
     # adapted layer, the first Linear(16, 8) only (the head is left out): 2 * (16 + 8) = 48.
