@@ -117,3 +117,34 @@ def test_ab_in_the_users_repository(user_repo, bench_env, candidate, regressed):
         assert {r["status"] for r in records} == {"ok"}
         sha[side] = records[0]["runtime"]["workload"]["sha256"]
     assert sha["base"] != sha["cand"]  # each side imported its own tree's model.py
+
+
+def test_a_setting_of_one_side_only_compares_the_same_code_with_and_without_it(
+    user_repo, bench_env
+):
+    # The profiled case and its unprofiled twin, interleaved: profile_steps runs after the
+    # window, so it must not change the window's steps (never regressed; the figures measured
+    # on a quiet core are in docs/METHOD.md, Profiles).
+    argv = [sys.executable, "-m", "bench.cli", "ab", "suites/train.toml", "--base-ref", "HEAD"]
+    argv += ["--device", "cpu", "--cand-set", "profile_steps=2", "--json", "verdicts.json"]
+    done = subprocess.run(argv, cwd=user_repo, env=bench_env, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    (case,) = json.loads((user_repo / "verdicts.json").read_text())["cases"]
+    assert case["verdict"] != "regressed"
+    (job,) = (user_repo / "results" / "ab" / "train").iterdir()
+    profiles = {}
+    for side in ("base", "cand"):
+        records = [json.loads(line) for line in (job / side / "records.jsonl").open()]
+        profiles[side] = [r["metrics"]["profile"] for r in records]
+        assert [len(r["samples"]["step_time_s"]) for r in records] == [30, 30]  # the window
+        run = json.loads((job / side / "run.json").read_text())
+        assert run["ab"]["side_settings"] == {"base": [], "cand": ["profile_steps=2"]}
+    assert profiles["base"] == [None, None]
+    assert [p["num_steps"] for p in profiles["cand"]] == [2, 2]
+    # A setting that changes the case id leaves the sides nothing to compare: one line, exit 2.
+    argv[argv.index("profile_steps=2")] = "compile=default"
+    bad = subprocess.run(argv, cwd=user_repo, env=bench_env, capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("bench: error: --cand-set compile: only a run-length setting")
+    assert len(bad.stderr.splitlines()) == 1

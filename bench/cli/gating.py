@@ -68,6 +68,16 @@ def add_commands(commands: Any) -> None:
         type=int,
         help="rounds, each one bench run --repeats 1 per side (default: the suite's repeats)",
     )
+    for side in ("base", "cand"):
+        ab.add_argument(
+            f"--{side}-set",
+            dest=f"{side}_overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"a run-length setting for the {side} side only (default: none), e.g. "
+            "--cand-set profile_steps=5 with --base-ref HEAD: does profiling change the window?",
+        )
     for parser in (gate, ab):
         parser.add_argument(
             "--set",
@@ -236,7 +246,8 @@ def cmd_ab(args: argparse.Namespace, console: Console) -> int:
     from bench.machine.paths import PROJECT_ROOT
 
     settings = _comparing(args)
-    suite, cases, device, _ = planned_cases(args, repeats_override=False)
+    suite, cases, device, overrides = planned_cases(args, repeats_override=False)
+    side_overrides = _side_settings(args, suite, device, overrides)
     rounds = args.repeats or max(case.repeats for case in cases)
     runs = run_ab(
         PROJECT_ROOT,
@@ -248,11 +259,38 @@ def cmd_ab(args: argparse.Namespace, console: Console) -> int:
         args.overrides,
         args.results,
         console,
+        side_overrides,
     )
     console.print(f"ab: base {runs['base']}, cand {runs['cand']}")
     base = load_side(str(runs["base"]), args.results)
     cand = load_side(str(runs["cand"]), args.results)
     return _report_comparison(_judge(base, cand, settings), args, console)
+
+
+def _side_settings(
+    args: argparse.Namespace, suite: Any, device: str, overrides: dict[str, Any]
+) -> dict[str, list[str]]:
+    """``--base-set`` / ``--cand-set``: checked like ``--set`` (key, value, the expanded suite),
+    and only run-length keys, since a setting that changes the case id would leave the sides
+    with no case in common."""
+    from bench.spec import suite as suites
+    from bench.spec.choices import RUN_LENGTH_KEYS
+
+    sides = {"base": args.base_overrides, "cand": args.cand_overrides}
+    for side, texts in sides.items():
+        parsed = dict(suites.parse_override(text) for text in texts)
+        for key in parsed:
+            if key not in RUN_LENGTH_KEYS or key in ("repeats", "workload_root"):
+                allowed = ", ".join(
+                    k for k in RUN_LENGTH_KEYS if k not in ("repeats", "workload_root")
+                )
+                raise UserError(
+                    f"--{side}-set {key}: only a run-length setting may differ between the sides "
+                    f"(it leaves the case id alone); allowed: {allowed}. Settings that change "
+                    "what is measured are compared as axes of one suite"
+                )
+        suites.expand(suite, device, {**overrides, **parsed})
+    return sides
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:

@@ -49,8 +49,13 @@ def run_ab(
     overrides: list[str],
     out: Path,
     console: Console,
+    side_overrides: dict[str, list[str]] | None = None,
 ) -> dict[str, Path]:
     """Run both sides interleaved; return the merged run directory of each side.
+
+    ``side_overrides`` are ``--set`` values of one side only (``--base-set``, ``--cand-set``):
+    run-length settings such as ``profile_steps``, which leave the case id alone, so that the
+    same code with and without them is compared case by case.
 
     The repository is the one the suite lives in: the user's (their workload modules come from
     each side's tree, bench from its installation) or this project's checkout (each side runs
@@ -105,7 +110,7 @@ def run_ab(
                             roots[side],
                             suites[side],
                             device,
-                            overrides,
+                            overrides + (side_overrides or {}).get(side, []),
                             Path(tmp) / side / str(round_),
                             console,
                         )
@@ -117,6 +122,7 @@ def run_ab(
                 "base_commit": commit,
                 "rounds": rounds,
                 "order": "ABBA",
+                "side_settings": {side: (side_overrides or {}).get(side, []) for side in SIDES},
             }
             return {
                 side: merge_runs(
