@@ -225,9 +225,7 @@ def format_comparison(comparison: Comparison | None, spec: str = ".2f", unit: st
     if comparison is None:
         return "—"
     c = comparison
-    text = f"{c.value:{spec}}{unit} [{c.low:{spec}}, {c.high:{spec}}]"
-    if min(c.rule.repeats_base, c.rule.repeats_cand) < 2:
-        return f"{c.value:{spec}}{unit} (one repeat) not resolved"
+    text = interval_text(c, spec, unit)
     if c.resolved:
         return text
     if c.verdict == "unchanged":
@@ -237,7 +235,11 @@ def format_comparison(comparison: Comparison | None, spec: str = ".2f", unit: st
 
 def unresolved_reason(comparison: Comparison) -> str:
     """Why the rule does not resolve it, and what would: for a report's sentence."""
-    rule = comparison.rule
+    return rule_reason(comparison.rule)
+
+
+def rule_reason(rule: SampleComparison) -> str:
+    """Why the rule does not call this a change, and what would (any metric's comparison)."""
     if min(rule.repeats_base, rule.repeats_cand) < 2:
         return "one repeat a side: the spread between processes is unknown; rerun with --repeats 3"
     if rule.verdict == "unchanged":
@@ -257,6 +259,14 @@ def unresolved_reason(comparison: Comparison) -> str:
         f"this machine's noise hides it; at this spread about {needed} repeats a side would "
         "resolve a difference this size"
     )
+
+
+def interval_text(c: "Comparison | BreakEven", spec: str = ".2f", unit: str = "×") -> str:
+    """``1.38× [1.30, 1.45]``; ``1.38× (one repeat)`` where a side has one repeat (its
+    interval, of one process's value, says nothing of the spread between processes)."""
+    if isinstance(c, Comparison) and min(c.rule.repeats_base, c.rule.repeats_cand) < 2:
+        return f"{c.value:{spec}}{unit} (one repeat)"
+    return f"{c.value:{spec}}{unit} [{c.low:{spec}}, {c.high:{spec}}]"
 
 
 @dataclass(frozen=True)

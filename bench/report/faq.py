@@ -9,19 +9,14 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report.comparisons import (
-    BreakEven,
-    break_even,
-    case_comparisons,
-    compare_rounds,
-    format_break_even,
-    format_comparison,
-    repeats_to_resolve,
-    unresolved_reason,
+from bench.report.answers import (
+    break_evens,
+    evaluation_answer,
+    optimizer_answer,
+    target_rounds,
 )
 from bench.report.curves import common_loss_target, loss_curves, time_to_loss
 from bench.report.estimate import Inputs, estimate, measured_from_records
-from bench.report.findings import case_label
 from bench.report.format import (
     MISSING,
     format_count,
@@ -38,9 +33,7 @@ from bench.report.frame import (
     peak_memory_bytes,
     varying_axes,
 )
-from bench.report.numerics import format_agreement, loss_agreement
 from bench.report.tables import TableView
-from bench.results.metrics import METRIC_PATHS, metric_at
 
 
 @dataclass
@@ -147,6 +140,10 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
     ]
     if not suites:
         section.missing.append("suites/optimizers.toml: no suite here varies the optimizer")
+        section.answer.append(
+            "Nothing here compares optimizers: run suites/optimizers.toml, with --repeats 3 or "
+            "more so that the comparison rule can resolve which reaches the target first."
+        )
         return section
     for suite in suites:
         cases = agg[agg["suite"] == suite]
@@ -184,11 +181,12 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
                     MISSING if math.isnan(case.step_time_s) else format_duration(case.step_time_s),
                 ]
             )
-        rounds = _target_rounds(suite_records_of(records, suite), own, curves, target)
+        in_suite = [r for r in records if r.get("suite") == suite]
+        rounds = target_rounds(in_suite, own, curves, target)
         groups = cases.groupby(others, sort=False, dropna=False) if others else [((), cases)]
         for _, group in groups:
             prefix = f"{_label(next(group.itertuples()), others)}: " if others else ""
-            section.answer.append(prefix + _optimizer_answer(group, rounds, where))
+            section.answer.append(prefix + optimizer_answer(group, rounds, where))
         section.tables.append(
             TableView(
                 f"{suite}: optimizers to {where}",
@@ -206,77 +204,6 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
             )
         )
     return section
-
-
-def suite_records_of(records: list[dict[str, Any]], suite: str) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("suite") == suite]
-
-
-def _target_rounds(
-    records: list[dict[str, Any]],
-    own: str | None,
-    curves: pd.DataFrame | None,
-    target: float | None,
-) -> dict[str, dict[str, float]]:
-    """Per case: each repeat's time to the target by round ("run_id/repeat"), the repeats
-    that reached it only: from metrics.target (the suite's own), else from the loss curves."""
-    out: dict[str, dict[str, float]] = {}
-    if own is not None:
-        for r in records:
-            t = metric_at(r.get("metrics") or {}, METRIC_PATHS["time_to_target_s"])
-            if r.get("status") == "ok" and isinstance(t, int | float) and t > 0:
-                out.setdefault(r["case_id"], {})[f"{r['run_id']}/{r['repeat']}"] = float(t)
-        return out
-    if curves is None or target is None or curves.empty:
-        return out
-    for (case_id, run_id, repeat), curve in curves.groupby(["case_id", "run_id", "repeat"]):
-        hit = curve[curve["loss"] <= target]
-        if len(hit) and hit["window_s"].iloc[0] > 0:
-            out.setdefault(case_id, {})[f"{run_id}/{repeat}"] = float(hit["window_s"].iloc[0])
-    return out
-
-
-def _optimizer_answer(cases: pd.DataFrame, rounds: dict[str, dict[str, float]], where: str) -> str:
-    """Which case reached the target first and by how much against the next, by the rule."""
-    label = {case.case_id: format_setting(case.optimizer) for case in cases.itertuples()}
-    reached = sorted(
-        (c for c in rounds if rounds[c] and c in label),
-        key=lambda c: sorted(rounds[c].values())[len(rounds[c]) // 2],
-    )
-    missed = [label[c] for c in cases["case_id"] if c not in reached]
-    tail = f" Did not reach it: {', '.join(missed)}." if missed else ""
-    if len(reached) < 2:
-        return (
-            f"Fewer than two optimizers reached {where}: nothing here compares them; rerun "
-            f"suites/optimizers.toml with a longer window (max_time_s).{tail}"
-        )
-    first, second = reached[0], reached[1]
-    rule = compare_rounds(
-        rounds[second], rounds[first], lower_is_better=True, metric="time_to_target"
-    )
-    widen = 1 + rule.noise_floor.drift
-    text = f"{rule.ratio:.2f}× [{rule.ci_low / widen:.2f}, {rule.ci_high * widen:.2f}]"
-    if rule.verdict == "improved":
-        return (
-            f"{label[first]} reached {where} first: in {text} the time {label[second]}, the "
-            f"next, took (resolved by the comparison rule).{tail}"
-        )
-    if rule.verdict == "unchanged":
-        return (
-            f"{label[first]} and {label[second]} reached {where} in the same time within "
-            f"±5% ({text}): pick by memory or final loss.{tail}"
-        )
-    needed = repeats_to_resolve(rule)
-    more = (
-        f"about {needed} repeats a side would resolve a difference this size"
-        if needed
-        else "no number of repeats resolves a difference this small"
-    )
-    return (
-        f"{label[first]} reached {where} soonest in the median, but against {label[second]} "
-        f"({text} of its time) the difference is not resolved: this machine's noise hides it; "
-        f"{more} (suites/optimizers.toml --repeats N).{tail}"
-    )
 
 
 def _suite_target(cases: pd.DataFrame) -> str | None:
@@ -311,7 +238,7 @@ def evaluation_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqS
     ok = ok[ok[quality].notna().any(axis=1)] if quality else ok  # max-batch searches: no eval
     if ok.empty or not quality:
         section.missing.append("suites/precision.toml: no case here has a held-out evaluation")
-        section.answer.append(_evaluation_answer(agg, records))
+        section.answer.append(evaluation_answer(agg, records))
         return section
     section.runs = _runs(ok)
     headers = [
@@ -348,41 +275,8 @@ def evaluation_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqS
     )
     if ok["energy_per_sample_j"].isna().all():
         section.missing.append("any suite on a GPU with NVML: no energy per sample here")
-    section.answer.append(_evaluation_answer(agg, records))
+    section.answer.append(evaluation_answer(agg, records))
     return section
-
-
-def _evaluation_answer(agg: pd.DataFrame, records: list[dict[str, Any]]) -> str:
-    """What a precision or compile mode costs in quality here: its loss against its fp32 eager
-    twin's over the same steps (bench/report/numerics.py), with its resolved speedups."""
-    beyond, within = [], []
-    for _, cases in agg.groupby("suite", sort=False):
-        axis = "precision" if "precision" in varying_axes(cases) else "compile"
-        for case_id, a in loss_agreement(cases, records).items():
-            if a.num_spans == 0:
-                continue
-            case = cases[cases["case_id"] == case_id].iloc[0]
-            label = f"{case['suite']}: {case_label(case, cases, axis)}"
-            (beyond if a.beyond else within).append(f"{label} ({format_agreement(a)})")
-    if not beyond and not within:
-        return (
-            "Nothing here compares quality at equal training against an fp32 eager twin: run "
-            "suites/precision.toml (fixed steps per case) to see what a precision costs."
-        )
-    parts = []
-    if beyond:
-        parts.append(
-            "Beyond its precision's tolerance, so learning differently from fp32 eager: "
-            + "; ".join(beyond)
-            + "."
-        )
-    if within:
-        parts.append(
-            "Training loss within tolerance of fp32 eager over the same steps: "
-            + "; ".join(within)
-            + "."
-        )
-    return " ".join(parts)
 
 
 def challenges_section(agg: pd.DataFrame) -> FaqSection:
@@ -426,7 +320,7 @@ def challenges_section(agg: pd.DataFrame) -> FaqSection:
     compiled = agg[agg["compile_time_s"].notna()]
     if len(compiled):
         net = compiled.get("compile_time_net_s", compiled["compile_time_s"])
-        paid, unresolved = _break_evens(agg)
+        paid, unresolved = break_evens(agg)
         section.lines.append(
             f"Compile overhead (net of eager's own first-step excess): {net.min():.2f} to "
             f"{net.max():.2f} s per compiled case."
@@ -490,28 +384,6 @@ def challenges_section(agg: pd.DataFrame) -> FaqSection:
         )
         section.answer.append(f"The memory wall, measured: the largest batch that fitted: {fits}.")
     return section
-
-
-def _break_evens(agg: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Per compiled case with an eager twin: its break-even steps where the rule resolves it as
-    faster ("compile=default workload=mlp: 120 [95, 160]"), or why there is none."""
-    paid, unresolved = [], []
-    for _, cases in agg.groupby("suite", sort=False):
-        speedups = case_comparisons(cases).get("speedup vs eager")
-        if speedups is None:
-            continue
-        for (index, c), b in zip(speedups.items(), break_even(cases, speedups)):
-            if c is None:
-                continue
-            label = case_label(cases.loc[index], cases, "compile")
-            if isinstance(b, BreakEven):
-                paid.append(f"{label} {format_break_even(b)}")
-            elif not c.resolved:
-                why = unresolved_reason(c)
-                unresolved.append(f"{label} {format_comparison(c)} ({why})")
-            else:
-                unresolved.append(f"{label} {format_comparison(c)}: slower, never pays off")
-    return paid, unresolved
 
 
 def faq_sections(agg: pd.DataFrame, records: list[dict[str, Any]]) -> list[FaqSection]:

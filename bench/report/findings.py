@@ -16,6 +16,7 @@ from bench.report.comparisons import (
     break_even,
     case_comparisons,
     format_break_even,
+    interval_text,
     unresolved_reason,
 )
 from bench.report.format import format_setting
@@ -45,10 +46,6 @@ def case_label(case: pd.Series, cases: pd.DataFrame, axis: str) -> str:
     return " ".join(f"{k}={format_setting(case[k])}" for k in keys if k != "case_id") or str(
         case["case_id"]
     )
-
-
-def interval_text(c: Comparison | BreakEven, spec: str = ".2f", unit: str = "×") -> str:
-    return f"{c.value:{spec}}{unit} [{c.low:{spec}}, {c.high:{spec}}]"
 
 
 def suite_findings(agg: pd.DataFrame, records: list[dict[str, Any]]) -> list[SuiteFindings]:
