@@ -157,7 +157,7 @@ def test_a_case_whose_loss_leaves_its_fp32_eager_twin_is_flagged_and_named():
     assert table_row(agg, records, "amp-bf16")["loss vs fp32 eager"] == "3.00% (tol 5%)"
     (found,) = suite_findings(agg, records)
     assert found.numerics[0].startswith("precision=bf16: training loss 20.00% at step 20")
-    assert "precision=amp-bf16 (3.00% (tol 5%))" in found.numerics[1]
+    assert "precision=amp-bf16: 3.00% (tol 5%)" in found.numerics[1]
     evaluation = faq_sections(agg, records)[2]
     assert "Beyond its precision's tolerance" in evaluation.answer[0]
 

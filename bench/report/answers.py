@@ -101,7 +101,7 @@ def evaluation_answer(agg: pd.DataFrame, records: list[dict[str, Any]]) -> str:
                 continue
             case = cases[cases["case_id"] == case_id].iloc[0]
             label = f"{case['suite']}: {case_label(case, cases, axis)}"
-            (beyond if a.beyond else within).append(f"{label} ({format_agreement(a)})")
+            (beyond if a.beyond else within).append(f"{label}: {format_agreement(a)}")
     if not beyond and not within:
         return (
             "Nothing here compares quality at equal training against an fp32 eager twin: run "

@@ -81,7 +81,7 @@ def suite_findings(agg: pd.DataFrame, records: list[dict[str, Any]]) -> list[Sui
             if a.beyond:
                 found.numerics.append(_numerics_sentence(label, a))
             elif a.num_spans:
-                within.append(f"{label} ({format_agreement(a)})")
+                within.append(f"{label}: {format_agreement(a)}")
         if within:
             found.numerics.append(
                 "Training loss within tolerance of the fp32 eager twin's over the same steps: "
