@@ -36,6 +36,8 @@ class SuiteFindings:
     unchanged: list[str] = field(default_factory=list)
     """Resolved as no change: the whole interval within the rule's threshold."""
     numerics: list[str] = field(default_factory=list)
+    compared: bool = False
+    """Some case of the suite has a reference to compare with."""
 
 
 def case_label(case: pd.Series, cases: pd.DataFrame, axis: str) -> str:
@@ -54,6 +56,7 @@ def suite_findings(agg: pd.DataFrame, records: list[dict[str, Any]]) -> list[Sui
     for suite, cases in agg.groupby("suite", sort=False):
         found = SuiteFindings(str(suite))
         comparisons = case_comparisons(cases)
+        found.compared = bool(comparisons)
         for column, series in comparisons.items():
             paid = break_even(cases, series) if column == "speedup vs eager" else None
             for position, (index, c) in enumerate(series.items()):
@@ -119,7 +122,7 @@ def render_markdown(findings: list[SuiteFindings]) -> str:
     parts = ["## Findings"]
     for f in findings:
         parts.append(f"### {escape_markdown(f.suite)}")
-        parts += _markdown_list("Resolved", f.resolved or ["none: the rule resolves no difference"])
+        parts += _markdown_list("Resolved", f.resolved or [_none(f)])
         if f.unchanged:
             parts += _markdown_list(UNCHANGED, f.unchanged)
         if f.unresolved:
@@ -127,6 +130,15 @@ def render_markdown(findings: list[SuiteFindings]) -> str:
         if f.numerics:
             parts += _markdown_list("Numerics against the fp32 eager twin", f.numerics)
     return "\n\n".join(parts)
+
+
+def _none(f: SuiteFindings) -> str:
+    if f.compared:
+        return "none: the rule resolves no difference"
+    return (
+        "nothing compared: the suite varies no setting with a reference (compile, precision, "
+        "optimizer, batch_size, finetune, nproc)"
+    )
 
 
 def _markdown_list(title: str, items: list[str]) -> list[str]:
@@ -139,7 +151,7 @@ def render_html(findings: list[SuiteFindings]) -> str:
     for f in findings:
         parts.append(f"<h3>{escape(f.suite)}</h3>")
         lists = [
-            ("Resolved", f.resolved or ["none: the rule resolves no difference"]),
+            ("Resolved", f.resolved or [_none(f)]),
             (UNCHANGED, f.unchanged),
             (UNRESOLVED, f.unresolved),
             ("Numerics against the fp32 eager twin", f.numerics),

@@ -9,6 +9,7 @@ records do not hold. Figures of training progress (optimizers, fine-tuning, targ
 """
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +205,10 @@ def model_size_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
 def scaling_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
     """Scaling efficiency and peak memory per rank against the number of processes."""
     rule = case_comparisons(cases).get(EFFICIENCY, pd.Series(None, index=cases.index))
-    data = cases.assign(
-        efficiency=scaling_efficiency(cases), peak_mib=peak_memory_bytes(cases), rule=rule
-    )
+    # The table's figure: the rule's ratio where there is a comparison, 1 at one process.
+    ruled = pd.Series([c.value if c is not None else math.nan for c in rule], index=cases.index)
+    efficiency = ruled.fillna(scaling_efficiency(cases))
+    data = cases.assign(efficiency=efficiency, peak_mib=peak_memory_bytes(cases), rule=rule)
     data = data[data["nproc"].notna() & data["step_time_s"].notna()]
     if data["nproc"].nunique() < 2:
         return None

@@ -114,7 +114,7 @@ def _print_findings(findings: list[SuiteFindings], console: Console) -> None:
     console.print(Text("Findings", style="bold"))
     for f in findings:
         console.print(Text(f"  {f.suite}", style="bold"))
-        for line in f.resolved or ["resolved: none"]:
+        for line in f.resolved or ["resolved: none" if f.compared else "nothing compared"]:
             console.print(Text(f"    {line}"))
         for line in [*f.unchanged, *f.unresolved, *f.numerics]:
             console.print(Text(f"    {line}"))
