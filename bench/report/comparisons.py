@@ -138,7 +138,11 @@ def case_comparisons(cases: pd.DataFrame) -> dict[str, pd.Series]:
     for suite_cases in (g for _, g in cases.groupby("suite", sort=False)):
         for name, series in _suite_comparisons(suite_cases).items():
             out[name] = pd.concat([out[name], series]) if name in out else series
-    return {name: series.reindex(cases.index) for name, series in out.items()}
+    # A row of another suite, which has no such column, is None too (not reindex's NaN).
+    return {
+        name: series.reindex(cases.index).astype(object).where(lambda s: s.notna(), None)
+        for name, series in out.items()
+    }
 
 
 def _suite_comparisons(cases: pd.DataFrame) -> dict[str, pd.Series]:

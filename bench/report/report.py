@@ -116,7 +116,10 @@ def _print_findings(findings: list[SuiteFindings], console: Console) -> None:
         console.print(Text(f"  {f.suite}", style="bold"))
         for line in f.resolved or ["resolved: none" if f.compared else "nothing compared"]:
             console.print(Text(f"    {line}"))
-        for line in [*f.unchanged, *f.unresolved, *f.numerics]:
+        for prefix, lines in (("no change", f.unchanged), ("not resolved", f.unresolved)):
+            for line in lines:
+                console.print(Text(f"    {prefix}: {line}"))
+        for line in f.numerics:
             console.print(Text(f"    {line}"))
 
 
