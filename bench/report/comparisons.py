@@ -43,7 +43,11 @@ def first_value(column: str):
 
 def smallest_batch(cases: pd.DataFrame) -> Any:
     """The suite's smallest numeric batch size ("max" aside): a reference."""
-    numeric = [v for v in cases["batch_size"] if isinstance(v, int | float) and v == v]
+    return _smallest(cases, "batch_size")
+
+
+def _smallest(cases: pd.DataFrame, column: str) -> int | None:
+    numeric = [v for v in cases[column] if isinstance(v, int | float) and v == v]
     return int(min(numeric)) if numeric else None
 
 
@@ -55,8 +59,11 @@ REFERENCES: list[tuple[str, Any, str]] = [
     ("optimizer", first_value("optimizer"), "step"),
     ("batch_size", smallest_batch, "rate"),
     ("finetune", "full", "step"),
+    ("num_workers", lambda cases: _smallest(cases, "num_workers"), "step"),
 ]
 EFFICIENCY = "scaling efficiency"
+# How a numeric reference is named: "speedup vs num_workers 0", "samples/s vs batch 64".
+NUMBER_NAMES = {"batch_size": "batch"}
 
 
 @dataclass(frozen=True)
@@ -158,7 +165,7 @@ def _suite_comparisons(cases: pd.DataFrame) -> dict[str, pd.Series]:
         column = ROUNDS_STEP if kind == "step" else ROUNDS_RATE
         twins = reference_values(cases, axis, reference, column)
         is_reference = cases[axis] == value
-        name = f"batch {int(value)}" if axis == "batch_size" else str(value)
+        name = str(value) if isinstance(value, str) else f"{NUMBER_NAMES.get(axis, axis)} {value}"
         items = []
         for index, rounds in cases[column].items():
             base = twins[index]
