@@ -137,7 +137,7 @@ def _none(f: SuiteFindings) -> str:
         return "none: the rule resolves no difference"
     return (
         "nothing compared: the suite varies no setting with a reference (compile, precision, "
-        "optimizer, batch_size, finetune, nproc)"
+        "optimizer, batch_size, finetune, num_workers, nproc)"
     )
 
 

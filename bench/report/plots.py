@@ -193,7 +193,9 @@ def model_size_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
         if slope is not None:
             fits.append(f"{label} {slope:.1f} B/param".strip())
     if fits:
-        ax3.set_title("fitted: " + "; ".join(fits), fontsize=8)
+        # Two fits a line: four workloads' in one line ran past the panel.
+        lines = ["; ".join(fits[i : i + 2]) for i in range(0, len(fits), 2)]
+        ax3.set_title("fitted: " + "\n".join(lines), fontsize=8)
     finish(fig, hue)
     return Plot(
         "model_size",
