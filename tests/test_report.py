@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer, ErrorbarContainer
 from rich.console import Console
 
 from bench.errors import UserError
@@ -231,13 +232,17 @@ def test_markdown_rows_by_hand(frame):
     lines = markdown.splitlines()
     assert "## compile_vs_eager (run 20261128-101502)" in lines
     # Spread: half the range of the repeat medians over the median, 0.001 / 0.011 = 9.1%.
+    assert "| eager | ok | 11.0 ms ±9.1% | 5,818 | — | — | — | — | 102 | 0.910 | 0.380 |" in lines
     assert (
-        "| eager | ok | 11.0 ms ±9.1% | 5,818 | 1.00× | — | — | — | 102 | 0.910 | 0.380 |" in lines
-    )
-    assert (
-        # compile 1.453 s net (1.492 - 0.039); break-even 1.453 / (0.011 - 0.008) = 484 steps.
-        "| default | ok | 8.00 ms ±6.2% | 8,000 | 1.38× | 1.45 | cold, warm | 484 | 160 | 0.900 "
-        "| 0.390 |" in lines
+        # Paired by round: speedups 0.010/0.008 = 1.25, 0.011/0.008 = 1.375, 0.012/0.009 = 1.333,
+        # their geometric mean (1.25 x 1.375 x 1.333)^(1/3) = 1.318. The bootstrap draws 3 of the
+        # 3 rounds: all three the slowest (or the fastest) one with probability 1/27 > 2.5%, so
+        # the interval's ends are the extreme rounds, [1.25, 1.375]: resolved (beyond 1.05).
+        # Compile 1.453 s net (1.492 - 0.039); saved: eager's 0.011 s x (1 - 1 / speedup), so
+        # break-even 1.453 / (0.011 x (1 - 1/1.318)) = 547, [1.453 / (0.011 x (1 - 1/1.375)),
+        # 1.453 / (0.011 x (1 - 1/1.25))] = [484, 660].
+        "| default | ok | 8.00 ms ±6.2% | 8,000 | 1.32× [1.25, 1.38] | 1.45 | cold, warm "
+        "| 547 [484, 660] | 160 | 0.900 | 0.390 |" in lines
     )
     assert "| max-autotune-no-cudagraphs | error | — | — | — | — | — | — | — | — | — |" in lines
     error_row = (
@@ -245,8 +250,12 @@ def test_markdown_rows_by_hand(frame):
     )
     assert f"{error_row} (repeat 2) |" in lines
     # A single repeat has no range to show; tokens/s appears for the language model only;
-    # samples/s against the smallest batch: 500 / 400 = 1.25.
-    assert "| 8 | ok | 20.0 ms | 400 | 25,600 | 1.00× | 300 | 5.000 | 148.4 |" in lines
+    # samples/s against the smallest batch: 500 / 400 = 1.25, from one repeat: not resolved.
+    assert "| 8 | ok | 20.0 ms | 400 | 25,600 | — | 300 | 5.000 | 148.4 |" in lines
+    assert (
+        "| 16 | ok | 32.0 ms | 500 | 32,000 | 1.25× (one repeat) not resolved | 320 | 4.900 "
+        "| 134.3 |" in lines
+    )
 
 
 def test_markdown_escapes_pipes_and_html(frame):
@@ -278,7 +287,9 @@ def test_build_report_writes_markdown_html_and_figures(tmp_path):
     report = build_report([COMPILE_RUN, GPT_RUN], out_dir, console)
     assert (report.markdown, report.html) == (out_dir / "report.md", out_dir / "report.html")
     markdown = report.markdown.read_text()
-    assert "| 16 | ok | 32.0 ms | 500 | 32,000 | 1.25× | 320 | 4.900 | 134.3 |" in markdown
+    assert "| 16 | ok | 32.0 ms | 500 | 32,000 | 1.25× (one repeat) not resolved |" in markdown
+    # Findings first: before the first suite's table.
+    assert markdown.index("## Findings") < markdown.index("## compile_vs_eager")
     names = sorted(path.name for path in report.figures)
     assert names == ["compile_vs_eager-compile.png", "gpt_batch-batch_size.png"]
     for name in names:
@@ -470,7 +481,10 @@ def test_scaling_efficiency_by_hand_next_to_memory_per_rank():
     lines = render_markdown(agg).splitlines()
     header = next(line for line in lines if line.startswith("| nproc |"))
     assert "scaling efficiency" in header and "peak MiB per rank" in header
-    assert any(line.startswith("| 4 | ok |") and "| 0.80 |" in line for line in lines)
+    assert any(
+        line.startswith("| 4 | ok |") and "| 0.80 (one repeat) not resolved |" in line
+        for line in lines
+    )
 
 
 def test_finetune_table_shows_trainable_params_and_quality_before_after():
@@ -480,7 +494,7 @@ def test_finetune_table_shows_trainable_params_and_quality_before_after():
         assert column in header
     # frozen: 20 ms / 12 ms = 1.67x the full fine-tune's speed, 10K of 1M parameters trained.
     row = next(line for line in lines if line.startswith("| frozen |"))
-    assert "| 1.67× |" in row and "| 10K |" in row and "| 1M |" in row
+    assert "| 1.67× (one repeat) not resolved |" in row and "| 10K |" in row and "| 1M |" in row
     assert "| 3.000 | 2.600 |" in row
 
 
@@ -493,9 +507,13 @@ def test_speedup_against_first_optimizer_and_samples_per_s_against_smallest_batc
     ]
     lines = render_markdown(aggregate(records_frame(records))).splitlines()
     # adam: sgd's 10 ms / 20 ms = 0.50x (its own lr does not hide the twin).
-    assert any(line.startswith("| adam | 0.001 | ok |") and "| 0.50× |" in line for line in lines)
+    unresolved = "(one repeat) not resolved |"
+    assert any(
+        line.startswith("| adam | 0.001 | ok |") and f"| 0.50× {unresolved}" in line
+        for line in lines
+    )
     # batch 32: 1,600 samples/s against batch 8's 800: 2.00x.
-    assert any(line.startswith("| 32 | ok |") and "| 2.00× |" in line for line in lines)
+    assert any(line.startswith("| 32 | ok |") and f"| 2.00× {unresolved}" in line for line in lines)
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -512,24 +530,42 @@ def _written(plot, tmp_path):
 
 def _bar_heights(ax):
     """The heights of the bars drawn (NaN bars, for a case without the value, left out)."""
-    bars = [bar for container in ax.containers for bar in container]
+    bars = [bar for c in ax.containers if isinstance(c, BarContainer) for bar in c]
     return [round(bar.get_height(), 6) for bar in bars if not math.isnan(bar.get_height())]
 
 
 def test_compile_figure_bars_are_speedup_compile_time_and_break_even(tmp_path, frame):
     agg = aggregate(frame)
-    suite = agg["suite"] == "compile_vs_eager"
-    cases = agg[suite]
-    plot = compile_figure(cases, frame[frame["suite"] == "compile_vs_eager"], ["compile"])
+    cases = agg[agg["suite"] == "compile_vs_eager"]
+    plot = compile_figure(cases, ["compile"])
     speedup_ax, compile_ax, break_even_ax = plot.figure.axes
-    # One compiled mode with numbers (default): median of 0.011/0.008, 0.011/0.008, 0.011/0.009.
-    assert _bar_heights(speedup_ax) == [round(0.011 / 0.008, 6)]
+    # default: the geometric mean of the rounds' speedups 1.25, 1.375 and 1.333 (1.318), its
+    # error bar the rule's interval [1.25, 1.375] (test_markdown_rows_by_hand).
+    speedup = (1.25 * 1.375 * (0.012 / 0.009)) ** (1 / 3)
+    assert _bar_heights(speedup_ax) == [round(speedup, 6)]
+    ((low, high),) = _error_bar_ends(speedup_ax)
+    assert (low, high) == (pytest.approx(1.25), pytest.approx(1.375))
     assert _bar_heights(compile_ax) == [round(1.492 - 0.039, 6)]  # net of eager's excess
-    assert _bar_heights(break_even_ax) == [round(1.453 / 0.003, 6)]  # 484 steps
+    saved = 0.011 * (1 - 1 / speedup)
+    assert _bar_heights(break_even_ax) == [round(1.453 / saved, 6)]  # 547 steps
+    ((low, high),) = _error_bar_ends(break_even_ax)
+    assert low == pytest.approx(1.453 / (0.011 * (1 - 1 / 1.375)))  # 484
+    assert high == pytest.approx(1.453 / (0.011 * (1 - 1 / 1.25)))  # 660
     # Modes skipped on this device take no place on any panel (no empty category).
     for ax in plot.figure.axes:
         assert [tick.get_text() for tick in ax.get_xticklabels()] == ["default"]
+    assert "95% interval" in plot.caption and "not resolved" in plot.caption
     _written(plot, tmp_path)
+
+
+def _error_bar_ends(ax):
+    """(low, high) of each vertical error bar drawn."""
+    ends = []
+    for container in ax.containers:
+        if isinstance(container, ErrorbarContainer):
+            (segments,) = [c.get_segments() for c in container.lines[2]]
+            ends += [(seg[0][1], seg[1][1]) for seg in segments]
+    return ends
 
 
 def test_each_view_figure_is_drawn_from_its_records(tmp_path):
@@ -598,11 +634,8 @@ def test_batch_model_size_precision_and_telemetry_figures(tmp_path):
         for p, s, loss, m in (("fp32", 0.02, 1.0, 200), ("bf16", 0.01, 1.1, 120))
     ]
     plot = _written(precision_figure(aggregate(records_frame(precisions)), ["precision"]), tmp_path)
-    assert [_bar_heights(ax) for ax in plot.figure.axes] == [
-        [400.0, 800.0],
-        [200.0, 120.0],
-        [1.0, 1.1],
-    ]
+    # bf16 against fp32: 0.02 / 0.01 = 2x (fp32, the reference, has no bar of its own).
+    assert [_bar_heights(ax) for ax in plot.figure.axes] == [[2.0], [200.0, 120.0], [1.0, 1.1]]
     telemetry = {
         "gpu": [
             {

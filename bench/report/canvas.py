@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from bench.report.frame import distinguishing_axes  # noqa: E402
 
@@ -63,10 +64,17 @@ def setting_text(value: Any) -> str:
 
 
 def finish(fig: Any, hue: pd.Series | None) -> None:
-    """One legend for the figure, beside its last panel (never over its bars)."""
+    """One legend for the figure, beside its last panel (never over its bars): the last
+    panel's own, else the first one any panel drew."""
+    legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend() is not None]
+    last = fig.axes[-1]
+    if legends and last.get_legend() is None:
+        ax, legend = legends[0]
+        handles, labels = ax.get_legend_handles_labels()
+        last.legend(handles, labels, title=legend.get_title().get_text())
     for ax in fig.axes:
         legend = ax.get_legend()
-        if legend is not None and ax is not fig.axes[-1]:
+        if legend is not None and ax is not last:
             legend.remove()
         elif legend is not None:
             title = str(hue.name) if hue is not None else legend.get_title().get_text()
@@ -136,3 +144,58 @@ def scale_without_outliers(ax: Any, curves: pd.DataFrame, x: str, y: str, label:
             if len(inside_last):
                 ax.annotate("\u2192", (x_top, float(inside_last[y].iloc[-1])), fontsize=9)
     return notes
+
+
+def interval_bars(
+    ax: Any,
+    data: pd.DataFrame,
+    x: str,
+    hue: str | None,
+    comparison: str,
+    ylabel: str,
+    empty: str = "",
+    no_difference: bool = True,
+) -> None:
+    """Bars of the comparisons in ``data[comparison]`` (bench/report/comparisons.Comparison, or
+    None) per ``x`` and ``hue``: the bar is the comparison's value, its error bar the rule's
+    95% interval; a hatched, pale bar is one the rule does not resolve. A dashed line at 1: no
+    difference (``no_difference``)."""
+    rows = data[data[comparison].notna()]
+    if rows.empty:
+        ax.text(0.5, 0.5, empty or "no comparison", ha="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_ylabel(ylabel)
+        return
+    xs = list(dict.fromkeys(rows[x].astype(str)))
+    levels = list(dict.fromkeys(rows[hue].astype(str))) if hue else [""]
+    width = 0.8 / len(levels)
+    colours = sns.color_palette(n_colors=len(levels))
+    for j, level in enumerate(levels):
+        group = rows if not hue else rows[rows[hue].astype(str) == level]
+        for name, c in zip(group[x].astype(str), group[comparison]):
+            position = xs.index(name) - 0.4 + width * (j + 0.5)
+            ax.bar(
+                position,
+                c.value,
+                width,
+                color=colours[j],
+                alpha=1.0 if c.resolved else 0.35,
+                hatch=None if c.resolved else "//",
+                edgecolor=colours[j],
+            )
+            ax.errorbar(
+                position,
+                c.value,
+                yerr=[[c.value - c.low], [c.high - c.value]],
+                fmt="none",
+                ecolor="black",
+                capsize=3,
+                linewidth=1,
+            )
+    if no_difference:
+        ax.axhline(1.0, color="grey", linewidth=1, linestyle="--")
+    ax.set_xticks(range(len(xs)), xs, rotation=30, ha="right")
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel)
+    if hue:  # solid patches: a level's first bar may be a pale, unresolved one
+        ax.legend(handles=[Patch(color=c, label=lv) for c, lv in zip(colours, levels)], title=hue)

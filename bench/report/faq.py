@@ -9,6 +9,12 @@ from typing import Any
 
 import pandas as pd
 
+from bench.report.answers import (
+    break_evens,
+    evaluation_answer,
+    optimizer_answer,
+    target_rounds,
+)
 from bench.report.curves import common_loss_target, loss_curves, time_to_loss
 from bench.report.estimate import Inputs, estimate, measured_from_records
 from bench.report.format import (
@@ -22,7 +28,6 @@ from bench.report.format import (
     format_setting,
 )
 from bench.report.frame import (
-    break_even_steps,
     distinguishing_axes,
     eval_columns,
     peak_memory_bytes,
@@ -40,6 +45,8 @@ class FaqSection:
     tables: list[TableView] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     """What to run for what is not answered: "suites/X.toml: why"."""
+    answer: list[str] = field(default_factory=list)
+    """One or two closing sentences: what the resolved data says, or what to run."""
 
 
 def _runs(cases: pd.DataFrame) -> list[str]:
@@ -63,6 +70,10 @@ def compute_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSect
     measured = measured_from_records(records)
     if measured.mfu is None:
         section.missing.append("suites/model_size.toml: no record holds an MFU (metrics.flops)")
+        section.answer.append(
+            "Nothing here measures the MFU an estimate needs: run suites/model_size.toml (or any "
+            "suite) on the device you would train on, then bench estimate --params N."
+        )
         return section
     section.runs = measured.runs
     section.lines.append(
@@ -93,6 +104,13 @@ def compute_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSect
                 f"{16 * params / 2**30:,.0f}",
             ]
         )
+    seven = estimate(Inputs(params=7e9), measured)
+    section.answer.append(
+        f"At the best MFU measured here ({measured.mfu:.3f}, one case's median, not a comparison), "
+        f"a compute-optimal 7B model ({seven['tokens']:.3g} tokens) needs about "
+        f"{seven['compute']['gpu_hours']:,.0f} hours of this device; the figure scales with "
+        "1 / MFU, so measure the MFU on the device and model size you mean to train."
+    )
     headers = ["params", "tokens", "FLOPs", "device-hours", "kWh", "GiB to train (16 B/param)"]
     section.tables.append(
         TableView(
@@ -122,6 +140,10 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
     ]
     if not suites:
         section.missing.append("suites/optimizers.toml: no suite here varies the optimizer")
+        section.answer.append(
+            "Nothing here compares optimizers: run suites/optimizers.toml, with --repeats 3 or "
+            "more so that the comparison rule can resolve which reaches the target first."
+        )
         return section
     for suite in suites:
         cases = agg[agg["suite"] == suite]
@@ -130,6 +152,7 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
         # The other settings that tell cases apart (a workload), the optimizer's own lr aside.
         others = distinguishing_axes(cases, axes, "optimizer")
         own = _suite_target(cases)
+        curves, target = None, None
         if own is None:  # no metrics.target: the lowest loss two thirds of the cases reached
             suite_records = [r for r in records if r.get("suite") == suite]
             curves = loss_curves(suite_records, ["optimizer"])
@@ -158,6 +181,12 @@ def optimizer_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSe
                     MISSING if math.isnan(case.step_time_s) else format_duration(case.step_time_s),
                 ]
             )
+        in_suite = [r for r in records if r.get("suite") == suite]
+        rounds = target_rounds(in_suite, own, curves, target)
+        groups = cases.groupby(others, sort=False, dropna=False) if others else [((), cases)]
+        for _, group in groups:
+            prefix = f"{_label(next(group.itertuples()), others)}: " if others else ""
+            section.answer.append(prefix + optimizer_answer(group, rounds, where))
         section.tables.append(
             TableView(
                 f"{suite}: optimizers to {where}",
@@ -197,7 +226,7 @@ def _at(times: pd.DataFrame | None, case_id: str, column: str) -> float:
     return float(times.loc[case_id, column])
 
 
-def evaluation_section(agg: pd.DataFrame) -> FaqSection:
+def evaluation_section(agg: pd.DataFrame, records: list[dict[str, Any]]) -> FaqSection:
     section = FaqSection(
         "How to evaluate a large model's performance?",
         "Quality on held-out data (accuracy, loss, perplexity) next to system metrics "
@@ -209,6 +238,7 @@ def evaluation_section(agg: pd.DataFrame) -> FaqSection:
     ok = ok[ok[quality].notna().any(axis=1)] if quality else ok  # max-batch searches: no eval
     if ok.empty or not quality:
         section.missing.append("suites/precision.toml: no case here has a held-out evaluation")
+        section.answer.append(evaluation_answer(agg, records))
         return section
     section.runs = _runs(ok)
     headers = [
@@ -245,6 +275,7 @@ def evaluation_section(agg: pd.DataFrame) -> FaqSection:
     )
     if ok["energy_per_sample_j"].isna().all():
         section.missing.append("any suite on a GPU with NVML: no energy per sample here")
+    section.answer.append(evaluation_answer(agg, records))
     return section
 
 
@@ -288,18 +319,30 @@ def challenges_section(agg: pd.DataFrame) -> FaqSection:
         section.missing.append("suites/model_size.toml: no sweep over model sizes here")
     compiled = agg[agg["compile_time_s"].notna()]
     if len(compiled):
-        breakeven = break_even_steps(agg)[compiled.index]
         net = compiled.get("compile_time_net_s", compiled["compile_time_s"])
+        paid, unresolved = break_evens(agg)
         section.lines.append(
             f"Compile overhead (net of eager's own first-step excess): {net.min():.2f} to "
-            f"{net.max():.2f} s per compiled case; break-even after "
-            + (
-                f"{breakeven.min():.0f} to {breakeven.max():.0f} steps"
-                if breakeven.notna().any()
-                else "no number of steps (no compiled case was faster than its eager twin)"
-            )
-            + "."
+            f"{net.max():.2f} s per compiled case."
         )
+        if paid:
+            section.lines.append("Break-even (resolved speedups only): " + "; ".join(paid) + ".")
+            section.answer.append(
+                "Resolved here: compiling pays off after " + "; ".join(paid) + " steps."
+            )
+        if unresolved:
+            section.lines.append(
+                "No break-even is derived where the speedup is not resolved: "
+                + "; ".join(unresolved)
+                + "."
+            )
+            if not paid:
+                section.answer.append(
+                    "Whether compiling pays off is not resolved on this machine: its noise hides "
+                    "every compiled case's difference from eager; rerun "
+                    "suites/compile_vs_eager.toml with the repeats named above (--repeats N), "
+                    "or on a quieter machine."
+                )
     else:
         section.missing.append("suites/compile_vs_eager.toml: no compiled case here")
     waits = agg[agg["data_wait_fraction"].notna()]
@@ -330,6 +373,16 @@ def challenges_section(agg: pd.DataFrame) -> FaqSection:
         section.lines.append("Numeric trouble: " + "; ".join(parts) + ".")
     else:
         section.missing.append("suites/precision.toml: no amp-fp16 case here (GradScaler skips)")
+    if not section.answer:
+        section.answer.append(
+            "No compiled case here, so nothing resolves whether compiling pays off: run "
+            "suites/compile_vs_eager.toml (with --repeats 5 on a busy machine)."
+        )
+    if len(maxb):
+        fits = ", ".join(
+            f"{getattr(c, 'workload', None)} {c.max_batch_size:.0f}" for c in maxb.itertuples()
+        )
+        section.answer.append(f"The memory wall, measured: the largest batch that fitted: {fits}.")
     return section
 
 
@@ -337,6 +390,6 @@ def faq_sections(agg: pd.DataFrame, records: list[dict[str, Any]]) -> list[FaqSe
     return [
         compute_section(agg, records),
         optimizer_section(agg, records),
-        evaluation_section(agg),
+        evaluation_section(agg, records),
         challenges_section(agg),
     ]

@@ -44,10 +44,6 @@ def format_rate(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
-def format_speedup(value: float) -> str:
-    return MISSING if missing(value) else f"{value:.2f}×"
-
-
 def format_mib(value: float) -> str:
     if missing(value):
         return MISSING

@@ -45,6 +45,8 @@ _NOT_CONFIG = {
     "repeat_min_s",
     "repeat_max_s",
     "repeat_spread",
+    "rounds_step_time_s",
+    "rounds_samples_per_s",
 }
 
 # How each metric of the ok repeats of a case is reduced to the case's value in `aggregate`.
@@ -177,6 +179,8 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     ``repeat_max_s`` bound those medians and ``repeat_spread`` is (max - min) / median;
     ``step_time_iqr_s`` is the median of the within-repeat IQRs. Throughput, compile time,
     losses and eval metrics are medians over repeats; peak memory is the max over repeats.
+    ``rounds_step_time_s`` and ``rounds_samples_per_s`` map each ok repeat's round
+    ("run_id/repeat") to its median step time and samples/s: what comparisons pair.
     ``status`` is ``ok`` when every repeat is ok, ``partial`` when some are, else the last
     record's status. ``failed_status`` and ``reason`` are those of the last record that is not
     ok (None when every repeat is ok).
@@ -244,10 +248,27 @@ def _ok_stats(ok: pd.DataFrame) -> pd.DataFrame:
     )
     stats["samples_per_s"] = per_step["samples"] / stats["step_time_s"]
     stats["tokens_per_s"] = per_step["tokens"] / stats["step_time_s"]
+    # Each repeat's value by its round ("run_id/repeat"): what the comparison rule pairs
+    # (bench/report/comparisons.py).
+    rounds = ok["run_id"].astype(str) + "/" + ok["repeat"].astype(str)
+    for column, source in (
+        ("rounds_step_time_s", median_s),
+        ("rounds_samples_per_s", "samples_per_s"),
+    ):
+        stats[column] = (
+            ok.assign(round=rounds)
+            .groupby(["suite", "case_id"], sort=False)[["round", source]]
+            .apply(lambda g, source=source: _rounds(g["round"], g[source]))
+        )
     stats["compile_cache_state"] = ok.groupby(["suite", "case_id"], sort=False)[
         "compile_cache_state"
     ].agg(_cache_states)
     return stats.reset_index()
+
+
+def _rounds(rounds: pd.Series, values: pd.Series) -> dict[str, float]:
+    """round -> value, the repeats that measured one (a positive number) only."""
+    return {r: float(v) for r, v in zip(rounds, values) if v == v and v > 0}
 
 
 def _cache_states(states: pd.Series) -> str | None:
@@ -356,19 +377,6 @@ def speedup_vs_reference(
     speedup = reference_values(agg, axis, reference) / agg["step_time_s"]
     name = reference if isinstance(reference, str) else "reference"
     return speedup.rename(f"speedup_vs_{name}")
-
-
-def break_even_steps(agg: pd.DataFrame) -> pd.Series:
-    """Steps after which compiling pays off: compile time (net of the eager twin's first-step
-    excess, :func:`compile_time_net_s`) / step time saved against eager.
-
-    NaN where there is no eager twin, no compile time, or the compiled step is not faster (it
-    never pays off).
-    """
-    saved_s = reference_values(agg, "compile", "eager") - agg["step_time_s"]
-    compile_s = agg["compile_time_net_s"] if "compile_time_net_s" in agg else agg["compile_time_s"]
-    steps = compile_s / saved_s
-    return steps.where(saved_s > 0).rename("break_even_steps")
 
 
 def scaling_efficiency(cases: pd.DataFrame) -> pd.Series:

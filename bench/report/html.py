@@ -10,6 +10,8 @@ import base64
 from html import escape
 
 from bench.report.faq import FaqSection
+from bench.report.findings import SuiteFindings
+from bench.report.findings import render_html as render_findings
 from bench.report.plots import Plot
 from bench.report.tables import TableView
 
@@ -115,6 +117,8 @@ def render_faq(section: FaqSection) -> str:
     parts += [
         f'<p class="missing">Not answered here: run {escape(what)}.</p>' for what in section.missing
     ]
+    if section.answer:
+        parts.append(f'<p class="answer"><b>Answer.</b> {escape(" ".join(section.answer))}</p>')
     return "".join(parts)
 
 
@@ -122,9 +126,12 @@ def render_html(
     suites: list[tuple[str, list[TableView], list[Plot]]],
     faq: list[FaqSection],
     missing: list[str],
+    findings: list[SuiteFindings] | None = None,
 ) -> str:
-    """The whole page: per suite its tables and figures, then the FAQ."""
+    """The whole page: the findings, per suite its tables and figures, then the FAQ."""
     body = ["<h1>Benchmark report</h1>"]
+    if findings:
+        body.append(render_findings(findings))
     if missing:
         items = "".join(f"<li>{escape(m)}</li>" for m in missing)
         body.append(f"<p>No record here holds:</p><ul>{items}</ul>")

@@ -9,6 +9,7 @@ records do not hold. Figures of training progress (optimizers, fine-tuning, targ
 """
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +22,18 @@ from bench.report.canvas import (
     bars,
     finish,
     hue_labels,
+    interval_bars,
     log_if_wide,
     panels,
     plt,
     setting_text,
 )
+from bench.report.comparisons import EFFICIENCY, BreakEven, break_even, case_comparisons
 from bench.report.curves import gpu_timeline, timeline_record
 from bench.report.format import MIB
 from bench.report.frame import (
-    break_even_steps,
     peak_memory_bytes,
-    reference_values,
     scaling_efficiency,
-    speedup_vs_reference,
     varying_axes,
     workload_bound_axes,
 )
@@ -41,82 +41,71 @@ from bench.report.plots_progress import finetune_figure, optimizer_figure, targe
 from bench.report.profiles import profile_figure
 
 
-def compile_figure(cases: pd.DataFrame, repeats: pd.DataFrame, axes: list[str]) -> Plot | None:
-    """Speedup against eager per mode (bars: the range over repeats), compile time, and the
-    break-even steps: compile time over the step time saved."""
+def compile_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
+    """Speedup against eager per mode with the rule's interval, compile time, and the
+    break-even steps (compile time over the step time saved) where the speedup is resolved."""
     compiled = cases[cases["compile"] != "eager"]
     if compiled["step_time_s"].notna().sum() == 0:
         return None
     hue = hue_labels(cases, axes, ("compile",))
-    eager_s = reference_values(cases, "compile", "eager")
-    # Speedup of each ok repeat against the eager case's step time: the bars' spread.
-    per_repeat = repeats[repeats["status"] == "ok"].merge(
-        pd.DataFrame({"case_id": cases["case_id"], "eager_s": eager_s, "label": hue}),
-        on="case_id",
-    )
-    per_repeat["speedup"] = per_repeat["eager_s"] / per_repeat["step_time_median_s"]
-    per_repeat = per_repeat[per_repeat["compile"] != "eager"].dropna(subset=["speedup"])
-    data = cases.assign(
-        label=hue,
-        break_even=break_even_steps(cases),
-        speedup=speedup_vs_reference(cases),
-    )[lambda d: (d["compile"] != "eager") & d["step_time_s"].notna()]  # modes that ran
+    speedups = case_comparisons(cases).get("speedup vs eager", pd.Series(None, index=cases.index))
+    paid = [b if isinstance(b, BreakEven) else None for b in break_even(cases, speedups)]
+    data = cases.assign(label=hue, speedup=speedups, break_even=paid)[
+        lambda d: (d["compile"] != "eager") & d["step_time_s"].notna()  # modes that ran
+    ]
     hue_col = "label" if hue is not None else None
     fig, (ax1, ax2, ax3) = panels(3)
-    sns.barplot(
-        data=per_repeat,
-        x="compile",
-        y="speedup",
-        hue=hue_col,
-        ax=ax1,
-        errorbar=("pi", 100),
-        estimator="median",
-    )
-    ax1.axhline(1.0, color="grey", linewidth=1, linestyle="--")
-    ax1.set_ylabel("speedup vs eager (×)")
-    ax1.tick_params(axis="x", labelrotation=20)
+    interval_bars(ax1, data, "compile", hue_col, "speedup", "speedup vs eager (×)")
     compile_s = "compile_time_net_s" if "compile_time_net_s" in data else "compile_time_s"
-    bars(ax2, data, "compile", compile_s, hue_col, "compile time (s)")
-    bars(
+    bars(ax2, data, "compile", compile_s, hue_col, "compile time, net (s)")
+    interval_bars(
         ax3,
         data,
         "compile",
-        "break_even",
         hue_col,
+        "break_even",
         "break-even steps",
-        "never: no compiled case\nfaster than its eager twin",
+        "none resolved: no compiled case\nresolved as faster than eager",
+        no_difference=False,
     )
     finish(fig, hue)
     return Plot(
         "compile",
         "torch.compile against eager",
-        "Left: eager step time / compiled step time (bar: median over repeats; line: their "
-        "range; dashed: no gain). Middle: compile time (first step - steady step). Right: "
-        "steps after which compiling pays off (no bar: never, or no eager twin).",
+        "Left: eager step time / compiled step time; error bars: the 95% interval of the "
+        "comparison rule (bench/comparison_rule.py; repeats paired by round within a run); "
+        "hatched pale bars: not resolved (the rule does not call it a change); dashed: no "
+        "difference. Middle: compile time net of eager's own first-step excess (first step "
+        "- steady step, less the eager twin's same excess). Right: steps after which compiling "
+        "pays off, with the interval the speedup's carries, drawn only where the rule resolves "
+        "the compiled step as faster.",
         fig,
     )
 
 
 def precision_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
-    """Throughput, peak memory and final training loss per precision."""
+    """Speedup against fp32 with the rule's interval, peak memory and final training loss per
+    precision."""
     ok = cases[cases["step_time_s"].notna()]
     if ok.empty:
         return None
     hue = hue_labels(ok, axes, ("precision",))
-    data = ok.assign(label=hue, peak_mib=peak_memory_bytes(ok) / MIB)
+    speedups = case_comparisons(ok).get("speedup vs fp32", pd.Series(None, index=ok.index))
+    data = ok.assign(label=hue, peak_mib=peak_memory_bytes(ok) / MIB, speedup=speedups)
     hue_col = "label" if hue is not None else None
     fig, (ax1, ax2, ax3) = panels(3)
-    bars(ax1, data, "precision", "samples_per_s", hue_col, "samples/s")
-    log_if_wide(ax1, data["samples_per_s"])
+    interval_bars(ax1, data, "precision", hue_col, "speedup", "speedup vs fp32 (×)")
     bars(ax2, data, "precision", "peak_mib", hue_col, "peak memory (MiB)")
     bars(ax3, data, "precision", "final_train_loss", hue_col, "final training loss")
     finish(fig, hue)
     return Plot(
         "precision",
         "Precision: speed, memory, loss reached",
-        "Throughput, peak memory (CUDA allocator peak; on a CPU the RSS rise above the process "
-        "before the model was built) and the training "
-        "loss over the window's last block, per precision; a missing bar: skipped or failed.",
+        "Left: fp32 step time / this precision's; error bars: the comparison rule's 95% "
+        "interval (repeats paired by round); hatched pale bars: not resolved. Middle: peak "
+        "memory (CUDA allocator peak; on a CPU the RSS rise above the process before the model "
+        "was built). Right: the training loss over the window's last block (compare it at "
+        "equal steps: the table's steps trained). A missing bar: skipped or failed.",
         fig,
     )
 
@@ -158,7 +147,9 @@ def batch_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
         "batch_size",
         "Batch size: throughput and memory",
         "Samples/s and peak memory against batch size (log scale); dotted red: the largest "
-        "batch that fitted (the search's limit when it never ran out of memory).",
+        "batch that fitted (the search's limit when it never ran out of memory). Each point is "
+        "the case's samples/s; its ratio to the smallest batch's, with the comparison rule's "
+        "95% interval and whether it is resolved, is in the table and the findings.",
         fig,
     )
 
@@ -202,7 +193,9 @@ def model_size_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
         if slope is not None:
             fits.append(f"{label} {slope:.1f} B/param".strip())
     if fits:
-        ax3.set_title("fitted: " + "; ".join(fits), fontsize=8)
+        # Two fits a line: four workloads' in one line ran past the panel.
+        lines = ["; ".join(fits[i : i + 2]) for i in range(0, len(fits), 2)]
+        ax3.set_title("fitted: " + "\n".join(lines), fontsize=8)
     finish(fig, hue)
     return Plot(
         "model_size",
@@ -215,7 +208,11 @@ def model_size_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
 
 def scaling_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
     """Scaling efficiency and peak memory per rank against the number of processes."""
-    data = cases.assign(efficiency=scaling_efficiency(cases), peak_mib=peak_memory_bytes(cases))
+    rule = case_comparisons(cases).get(EFFICIENCY, pd.Series(None, index=cases.index))
+    # The table's figure: the rule's ratio where there is a comparison, 1 at one process.
+    ruled = pd.Series([c.value if c is not None else math.nan for c in rule], index=cases.index)
+    efficiency = ruled.fillna(scaling_efficiency(cases))
+    data = cases.assign(efficiency=efficiency, peak_mib=peak_memory_bytes(cases), rule=rule)
     data = data[data["nproc"].notna() & data["step_time_s"].notna()]
     if data["nproc"].nunique() < 2:
         return None
@@ -235,6 +232,17 @@ def scaling_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
     data = pd.concat(curves)
     fig, (ax1, ax2) = panels(2)
     sns.lineplot(data=data, x="nproc", y="efficiency", hue="curve", marker="o", ax=ax1)
+    for nproc, c in zip(data["nproc"], data["rule"]):
+        if c is not None:  # the rule's 95% interval of the efficiency
+            ax1.errorbar(
+                nproc,
+                c.value,
+                yerr=[[c.value - c.low], [c.high - c.value]],
+                fmt="none",
+                ecolor="black",
+                capsize=3,
+                linewidth=1,
+            )
     ax1.axhline(1.0, color="grey", linestyle="--", linewidth=1)
     ax1.set_ylabel("scaling efficiency")
     sns.lineplot(data=data, x="nproc", y="peak_mib", hue="curve", marker="o", ax=ax2)
@@ -246,7 +254,9 @@ def scaling_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
         "scaling",
         "Scaling: efficiency and memory per rank",
         "Efficiency = throughput(N) / (N × throughput(1)), the one-process case with the same "
-        "other settings as reference; memory: the largest rank's peak.",
+        "other settings as reference; error bars: the comparison rule's 95% interval against "
+        "perfect scaling (dashed; repeats paired by round within a run); memory: the largest "
+        "rank's peak.",
         fig,
     )
 
@@ -285,7 +295,7 @@ def suite_plots(
     axes = varying_axes(cases)
     plots = []
     if "compile" in axes:
-        plots.append(compile_figure(cases, repeats, axes))
+        plots.append(compile_figure(cases, axes))
     if "precision" in axes:
         plots.append(precision_figure(cases, axes))
     if "batch_size" in axes:

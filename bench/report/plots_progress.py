@@ -139,7 +139,14 @@ def finetune_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
         for ax in (ax1, ax2):
             ax.set_xlabel("")
             if ax.get_legend() is not None:
-                ax.legend(fontsize=7, title_fontsize=7)
+                # Beside its panel: over the bars it hid the tallest (a full fine-tune's).
+                ax.legend(
+                    fontsize=7,
+                    title_fontsize=7,
+                    loc="upper left",
+                    bbox_to_anchor=(1.0, 1.0),
+                    frameon=False,
+                )
     fig.tight_layout()  # both legends kept: each panel has its own hue
     return Plot(
         "finetune",

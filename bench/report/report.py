@@ -10,6 +10,8 @@ from rich.text import Text
 from bench import atomic
 from bench.errors import UserError
 from bench.report.faq import FaqSection, faq_sections
+from bench.report.findings import SuiteFindings, suite_findings
+from bench.report.findings import render_markdown as findings_markdown
 from bench.report.frame import aggregate, missing_figures, records_frame
 from bench.report.html import render_html
 from bench.report.plots import Plot, suite_plots, write_plots
@@ -44,7 +46,7 @@ def build_report(run_dirs: list[Path], out_dir: Path, console: Console) -> Repor
         raise UserError(f"no records to report in {names}")
     frame = records_frame(records)
     agg = aggregate(frame)
-    render_terminal(agg, console)
+    render_terminal(agg, console, records)
     for old in (out_dir / FIGURES_DIR).glob("*.png"):  # an earlier report's figures
         old.unlink()
     suites = []
@@ -61,13 +63,17 @@ def build_report(run_dirs: list[Path], out_dir: Path, console: Console) -> Repor
         for view in diagnostics:
             if not view.folded:  # the top operators are for the page, not the terminal
                 print_view(view, console)
-        tables = suite_tables(cases) + diagnostics
+        tables = suite_tables(cases, suite_records) + diagnostics
         suites.append((str(suite), tables, plots))
     faq = faq_sections(agg, records)
+    findings = suite_findings(agg, records)
     missing = missing_figures(frame)
     _print_faq(faq, console)
-    markdown = write_atomic(out_dir / REPORT_FILE, render_markdown_report(suites, faq, missing))
-    html = write_atomic(out_dir / HTML_FILE, render_html(suites, faq, missing))
+    _print_findings(findings, console)
+    markdown = write_atomic(
+        out_dir / REPORT_FILE, render_markdown_report(suites, faq, missing, findings)
+    )
+    html = write_atomic(out_dir / HTML_FILE, render_html(suites, faq, missing, findings))
     # Each file once (names are unique per suite and view: plots.safe_name), as written.
     paths = dict.fromkeys(plot.path for _, _, plots in suites for plot in plots if plot.path)
     figures = [path for path in paths if path.is_file()]
@@ -78,8 +84,11 @@ def render_markdown_report(
     suites: list[tuple[str, list[TableView], list[Plot]]],
     faq: list[FaqSection],
     missing: list[str],
+    findings: list[SuiteFindings] | None = None,
 ) -> str:
     parts = ["# Benchmark report"]
+    if findings:
+        parts.append(findings_markdown(findings))
     if missing:
         parts.append("No record here holds: " + "; ".join(missing) + ".")
     for name, tables, plots in suites:
@@ -100,7 +109,22 @@ def render_markdown_report(
         parts += [escape_markdown(line) for line in section.lines]
         parts += [markdown_table(view, level=4) for view in section.tables]
         parts += [f"**Not answered here:** run {escape_markdown(m)}." for m in section.missing]
+        if section.answer:
+            parts.append(f"**Answer.** {escape_markdown(' '.join(section.answer))}")
     return "\n\n".join(parts) + "\n"
+
+
+def _print_findings(findings: list[SuiteFindings], console: Console) -> None:
+    console.print(Text("Findings", style="bold"))
+    for f in findings:
+        console.print(Text(f"  {f.suite}", style="bold"))
+        for line in f.resolved or ["resolved: none" if f.compared else "nothing compared"]:
+            console.print(Text(f"    {line}"))
+        for prefix, lines in (("no change", f.unchanged), ("not resolved", f.unresolved)):
+            for line in lines:
+                console.print(Text(f"    {prefix}: {line}"))
+        for line in f.numerics:
+            console.print(Text(f"    {line}"))
 
 
 def _print_faq(faq: list[FaqSection], console: Console) -> None:
@@ -112,6 +136,8 @@ def _print_faq(faq: list[FaqSection], console: Console) -> None:
             print_view(view, console)
         for what in section.missing:
             console.print(Text(f"  not answered here: run {what}"))
+        if section.answer:
+            console.print(Text(f"  Answer. {' '.join(section.answer)}"))
 
 
 def write_atomic(path: Path, text: str) -> Path:

@@ -14,6 +14,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bench.report.comparisons import (
+    EFFICIENCY,
+    THRESHOLD,
+    break_even,
+    case_comparisons,
+    format_break_even,
+    format_comparison,
+)
 from bench.report.format import (
     format_count,
     format_metric,
@@ -22,29 +30,34 @@ from bench.report.format import (
     format_rate,
     format_reason,
     format_setting,
-    format_speedup,
     format_status,
     format_step_time,
 )
 from bench.report.frame import (
-    break_even_steps,
     eval_before_columns,
     eval_columns,
     peak_memory_bytes,
-    reference_values,
-    scaling_efficiency,
-    speedup_vs_reference,
     varying_axes,
 )
+from bench.report.numerics import FLAG as NUMERICS_FLAG
+from bench.report.numerics import LOSS_TOLERANCE, LossAgreement, format_agreement, loss_agreement
+
+_COMPARISON_FORMAT = {EFFICIENCY: (".2f", "")}
 
 STEP_TIME_NOTE = (
     "step time: median over repeats of each repeat's median step time; ± is half the range of "
     "the repeats' medians, as % of the median (none with a single ok repeat)."
 )
-SPEEDUP_NOTE = "speedup: eager step time / this case's step time, all other settings equal."
 MEMORY_NOTE = (
     "peak MiB: CUDA allocator peak on cuda; on cpu the rise of the worker's RSS over the window "
     "above its RSS before the model was built (the peak RSS itself in older records)."
+)
+NUMERICS_NOTE = (
+    "loss vs fp32 eager: the largest relative difference of the mean training loss over the "
+    "same window steps against the case's fp32 eager twin (same seed, data and other settings), "
+    "and the step where it is; tolerance per precision: "
+    + ", ".join(f"{p} {t:.0%}" for p, t in LOSS_TOLERANCE.items())
+    + "; beyond it the case is flagged loss_beyond_tolerance (by the report, not the record)."
 )
 QUALITY_NOTE = (
     "The held-out figures are NOT comparable across these cases: they trained different numbers "
@@ -57,21 +70,31 @@ CACHE_NOTE = (
     "usual case after a first run), cold when it compiled from scratch; compile_cache = 'cold' "
     "forces the latter."
 )
-REFERENCE_NOTE = (
+COMPARISON_NOTE = (
     "speedup vs X: X's step time / this case's, all other settings equal; samples/s vs batch B: "
-    "this case's samples/s / batch B's."
+    "this case's samples/s / batch B's; [low, high]: the 95% interval of the comparison rule "
+    "(bench/comparison_rule.py, as bench compare and bench gate judge), each repeat's value "
+    "paired with the reference's of the same round (cases of one run are measured in rounds: "
+    "no noise floor), the ratio the geometric mean of the rounds' ratios (so it can differ "
+    "from the ratio of the step-time column's medians where rounds drift); cases from separate "
+    "runs are unpaired and widened by the recorded drift. "
+    f"'not resolved': the rule does not call it a change (the interval reaches within "
+    f"±{THRESHOLD:.0%} of no difference, or its test is not significant, or one repeat a side); "
+    f"'within ±{THRESHOLD:.0%}': the whole interval lies within the threshold."
 )
 SCALING_NOTE = (
     "scaling efficiency: samples/s with N processes / (N × samples/s of the one-process case "
-    "with the same other settings); peak memory per rank: the largest rank's."
+    "with the same other settings), judged against perfect scaling (1); peak memory per rank: "
+    "the largest rank's."
 )
 TARGET_NOTE = (
     "time/steps to target: until the suite's target metric was reached (metrics.target); "
     "target reached %: the share of the case's ok repeats that reached it."
 )
 BREAK_EVEN_NOTE = (
-    "break-even steps: compile time / step time saved against eager, the steps after which "
-    "compiling pays off (none where the compiled step is not faster)."
+    "break-even steps: compile s / step time saved against eager, the steps after which "
+    "compiling pays off, with the interval the speedup's carries; only where the rule resolves "
+    "the compiled step as faster ('never' where it resolves it as slower, 'not resolved' else)."
 )
 
 
@@ -91,14 +114,16 @@ class TableView:
     a page too narrow for the whole table folds away (bench/report/html.py)."""
 
 
-def suite_tables(agg: pd.DataFrame) -> list[TableView]:
-    """For each suite: the table of its cases, then (if any) the table of cases not all ok."""
-    speedup = speedup_vs_reference(agg)
+def suite_tables(agg: pd.DataFrame, records: list[dict[str, Any]] | None = None) -> list[TableView]:
+    """For each suite: the table of its cases, then (if any) the table of cases not all ok.
+    With ``records``, each compiled or reduced-precision case's loss against its fp32 eager
+    twin's (bench/report/numerics.py)."""
+    agreements = loss_agreement(agg, records) if records is not None else {}
     views = []
     for suite, cases in agg.groupby("suite", sort=False):
         axes = varying_axes(cases) or ["case_id"]
         run_ids = ", ".join(sorted(cases["run_id"].unique()))
-        views.append(_results_table(f"{suite} (run {run_ids})", cases, axes, speedup))
+        views.append(_results_table(f"{suite} (run {run_ids})", cases, axes, agreements))
         problems = cases[cases["num_ok"] < cases["num_repeats"]]
         if len(problems):
             views.append(_problems_table(f"{suite}: cases not ok", problems, axes))
@@ -106,7 +131,7 @@ def suite_tables(agg: pd.DataFrame) -> list[TableView]:
 
 
 def _results_table(
-    title: str, cases: pd.DataFrame, axes: list[str], speedup: pd.Series
+    title: str, cases: pd.DataFrame, axes: list[str], agreements: dict[str, LossAgreement]
 ) -> TableView:
     columns: dict[str, list[str]] = {
         axis: [format_setting(v) for v in cases[axis]] for axis in axes
@@ -117,25 +142,14 @@ def _results_table(
     notes = [STEP_TIME_NOTE]
     if cases["tokens_per_s"].notna().any():
         columns["tokens/s"] = [format_rate(v) for v in cases["tokens_per_s"]]
-    if "compile" in axes:
-        columns["speedup vs eager"] = [format_speedup(v) for v in speedup[cases.index]]
-        notes.append(SPEEDUP_NOTE)
-    for axis, reference, ratio_of in REFERENCES:
-        if axis not in axes:
-            continue
-        value = reference(cases) if callable(reference) else reference
-        if value is not None:
-            ratio = _ratio_to_reference(cases, axis, reference, ratio_of)
-            # Only where some case has a twin to compare with (not the reference alone).
-            if ratio[cases[axis] != value].notna().any():
-                name = f"batch {format_setting(value)}" if axis == "batch_size" else value
-                columns[f"{'speedup' if ratio_of == 'step' else 'samples/s'} vs {name}"] = [
-                    format_speedup(v) for v in ratio
-                ]
-                if REFERENCE_NOTE not in notes:  # one note for every reference axis
-                    notes.append(REFERENCE_NOTE)
-    if "nproc" in axes:
-        columns["scaling efficiency"] = [format_number(v, ".2f") for v in scaling_efficiency(cases)]
+    comparisons = case_comparisons(cases)
+    for header, series in comparisons.items():
+        columns[header] = [
+            format_comparison(c, *_COMPARISON_FORMAT.get(header, ())) for c in series
+        ]
+    if comparisons:
+        notes.append(COMPARISON_NOTE)
+    if EFFICIENCY in comparisons:
         notes.append(SCALING_NOTE)
     if cases["compile_time_s"].notna().any():
         net = (
@@ -146,9 +160,10 @@ def _results_table(
         columns["compile s"] = [format_number(v, ".2f") for v in net]
         columns["compile cache"] = [format_setting(v) for v in cases["compile_cache_state"]]
         notes.append(CACHE_NOTE)
-    if "compile" in axes:
-        breakeven = break_even_steps(cases)
-        columns["break-even steps"] = [format_number(v, ".0f") for v in breakeven]
+    if "speedup vs eager" in comparisons:
+        columns["break-even steps"] = [
+            format_break_even(b) for b in break_even(cases, comparisons["speedup vs eager"])
+        ]
         notes.append(BREAK_EVEN_NOTE)
     memory_header = "peak MiB per rank" if "nproc" in axes else "peak MiB"
     columns[memory_header] = [format_mib(v) for v in peak_memory_bytes(cases)]
@@ -188,9 +203,21 @@ def _results_table(
         if cases[column].notna().any():
             header = column.replace("_", " ")
             columns[header] = [format_metric(v) for v in cases[column]]
-    if "flags" in cases and (cases["flags"].fillna("") != "").any():
+    flags = [
+        text if isinstance(text, str) else "" for text in cases.get("flags", [""] * len(cases))
+    ]
+    mine = [agreements.get(case_id) for case_id in cases["case_id"]]
+    if any(mine):
+        columns["loss vs fp32 eager"] = [format_agreement(a) for a in mine]
+        notes.append(NUMERICS_NOTE)
+        # Beyond tolerance: the case learns differently from its twin (report-side flag).
+        flags = [
+            ", ".join(f for f in (text, NUMERICS_FLAG if a and a.beyond else "") if f)
+            for text, a in zip(flags, mine)
+        ]
+    if any(flags):
         # A flagged number is not the device's own (a recompile in the window, a diverged loss).
-        columns["flags"] = [text if isinstance(text, str) else "" for text in cases["flags"]]
+        columns["flags"] = flags
     return TableView(
         title=title,
         headers=list(columns),
@@ -211,33 +238,6 @@ def _format_figure(value: float, spec: str) -> str:
     return format_number(value, spec)
 
 
-def _ratio_to_reference(cases: pd.DataFrame, axis: str, reference: Any, ratio_of: str):
-    if ratio_of == "step":
-        return reference_values(cases, axis, reference) / cases["step_time_s"]
-    return cases["samples_per_s"] / reference_values(cases, axis, reference, "samples_per_s")
-
-
-def first_value(column: str):
-    """The suite's first value of ``column`` (its first optimizer): a reference."""
-    return lambda cases: next((v for v in cases[column] if isinstance(v, str)), None)
-
-
-def smallest_batch(cases: pd.DataFrame) -> Any:
-    """The suite's smallest numeric batch size ("max" aside): a reference."""
-    numeric = [v for v in cases["batch_size"] if isinstance(v, int | float) and v == v]
-    return int(min(numeric)) if numeric else None
-
-
-# Axis -> the suite's reference value (or how to find it) and what is compared: the step time
-# (same batch) or samples/s (different batches). compile has its own column, vs eager, above.
-REFERENCES: list[tuple[str, Any, str]] = [
-    ("precision", "fp32", "step"),
-    ("optimizer", first_value("optimizer"), "step"),
-    ("batch_size", smallest_batch, "rate"),
-    ("finetune", "full", "step"),
-]
-
-
 def _problems_table(title: str, cases: pd.DataFrame, axes: list[str]) -> TableView:
     ids = axes if "case_id" in axes else [*axes, "case_id"]
     headers = [*ids, "status", "reason"]
@@ -252,9 +252,11 @@ def _problems_table(title: str, cases: pd.DataFrame, axes: list[str]) -> TableVi
     return TableView(title=title, headers=headers, numeric=[False] * len(headers), rows=rows)
 
 
-def render_terminal(agg: pd.DataFrame, console: Console) -> None:
+def render_terminal(
+    agg: pd.DataFrame, console: Console, records: list[dict[str, Any]] | None = None
+) -> None:
     """Print each suite's tables."""
-    for view in suite_tables(agg):
+    for view in suite_tables(agg, records):
         print_view(view, console)
 
 
