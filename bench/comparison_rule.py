@@ -52,7 +52,7 @@ Groups = Sequence[Sequence[float]]
 RECORDED_DRIFT = {
     "step_time": 1.42,  # gpt tiny: 31.1 ms in one run, 75.0 ms in another, at load 4 on 2 cores
     "throughput": 1.42,
-    "peak_memory": 0.01,
+    "peak_memory": 0.03,  # the GPT's RSS rise in suites/ci's quiet-core A/A runs (ci5)
     "final_loss": 0.18,  # the stop rule ends runs after different step counts
 }
 RECORDED_SOURCE = "largest drift in the project's recorded A/A runs (no calibration)"

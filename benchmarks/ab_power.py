@@ -12,7 +12,11 @@ What it does:
 2. measures the base's step time (one ``bench run``) and the cost of one unit of extra work (a
    (8, 784) x (784, 64) matrix product, the shape of the MLP's input) in a fresh process;
 3. commits, on top of ``base``, one slower commit per slowdown: the MLP's forward pass does
-   round(slowdown x step / unit) extra matrix products, real work in the timed step;
+   extra (8, 784) x (784, 16) matrix products, real work in the timed step; their number comes
+   from a cost line measured by two 5-round ``bench ab`` calibration jobs (0 products: the
+   patched forward alone; and the tight-loop estimate of a 20% slowdown), since a product costs
+   more inside the step than in a tight loop and the wrapper costs something by itself
+   (made.json keeps the line and what each job measured);
 4. alternates the trials (20% trial 1, 2% trial 1, 20% trial 2, ...): each checks the slower
    commit out and runs ``bench ab SUITE --base-ref base --repeats ROUNDS``, and keeps both sides
    of the job (records with their step times, env.json, run.json) under OUT/<slowdown>/<trial>/;
@@ -61,16 +65,16 @@ repeats = 1
 EXTRA_WORK = """
 
 # Added by benchmarks/ab_power.py: a slower commit. Every forward pass does {units} extra
-# (8, 784) x (784, 64) matrix products: about {percent:g}% more work per step on this machine.
-_extra_weight = torch.randn(784, 64)
+# (8, 784) x (784, 16) matrix products (no autograd: neither operand needs a gradient):
+# {percent:+.1f}% on the step time by the cost line calibrated on this machine (made.json).
+_extra_weight = torch.randn(784, 16)
 _forward = MLP.forward
 
 
 def _slower_forward(self, x):
     flat = x.reshape(x.shape[0], -1)
-    with torch.no_grad():
-        for _ in range({units}):
-            torch.mm(flat, _extra_weight)
+    for _ in range({units}):
+        torch.mm(flat, _extra_weight)
     return _forward(self, x)
 
 
@@ -80,7 +84,7 @@ MLP.forward = _slower_forward
 UNIT_COST = """\
 import time, torch
 torch.set_num_threads(1)
-x, w = torch.randn(8, 784), torch.randn(784, 64)
+x, w = torch.randn(8, 784), torch.randn(784, 16)
 for _ in range(200):
     torch.mm(x, w)
 best = float("inf")
@@ -132,8 +136,54 @@ def slower_commit(repo: Path, name: str, units: int, percent: float) -> None:
     git(repo, "checkout", "-q", "base")
     with (repo / "bench" / "workloads" / "mlp.py").open("a") as module:
         module.write(EXTRA_WORK.format(units=units, percent=percent))
-    git(repo, "checkout", "-q", "-b", name)
+    git(repo, "checkout", "-q", "-B", name)
     git(repo, "commit", "-q", "-am", f"slower: {units} extra matrix products per forward")
+
+
+def ab_job(repo: Path, rounds: int) -> subprocess.CompletedProcess:
+    return bench(
+        repo,
+        *("ab", "ab_power.toml", "--base-ref", "base", "--device", "cpu"),
+        *("--repeats", str(rounds)),
+    )
+
+
+def measured_slowdown(repo: Path, rounds: int = 3) -> float:
+    """The slower commit's step-time change, measured by a paired bench ab job of ``rounds``
+    rounds (not one of the trials: those come after, on the calibrated commit)."""
+    done = ab_job(repo, rounds)
+    if done.returncode not in (0, 1):
+        sys.exit(done.stderr)
+    (job,) = (repo / "results" / "ab" / "ab_power").iterdir()
+    base, cand = (load_side(str(job / side), job) for side in ("base", "cand"))
+    (case,) = compare(base, cand).cases
+    step = next(m for m in case.metrics if m.metric == "step_time")
+    shutil.rmtree(repo / "results")
+    return step.ratio - 1
+
+
+def cost_line(repo: Path, units: int, rounds: int = 5) -> dict[str, Any]:
+    """The slower commit's cost as a line, change = fixed + per_unit x units, through two
+    calibration jobs of ``rounds`` rounds: 0 extra products (the patched forward's own call,
+    about 1.5% of the tiny MLP's step here) and ``units`` of them (about a 20% slowdown). A
+    product costs more inside the step than in a tight loop (cache, dispatch), and the wrapper
+    costs something without any product, so neither the tight-loop unit nor a single
+    measurement of a small count (a job's noise is about +-2%) can size a 2% commit."""
+    measured = {}
+    for count in (0, units):
+        slower_commit(repo, "calibration", count, 0.0)
+        measured[count] = measured_slowdown(repo, rounds)
+        print(f"calibration: {count} products measured {measured[count]:+.1%}", flush=True)
+    per_unit = (measured[units] - measured[0]) / units
+    return {"fixed": measured[0], "per_unit": per_unit, "measured": measured, "rounds": rounds}
+
+
+def calibrated_commit(repo: Path, name: str, slowdown: float, line: dict[str, Any]) -> int:
+    """Commit ``name`` with the count of extra products the cost line gives for ``slowdown``
+    (at least one: the commit does some extra work)."""
+    units = max(1, round((slowdown - line["fixed"]) / line["per_unit"]))
+    slower_commit(repo, name, units, 100 * (line["fixed"] + units * line["per_unit"]))
+    return units
 
 
 # What a kept record holds of its metrics: the ones bench compare reads, and the FLOPs per step
@@ -247,24 +297,27 @@ def record(args: argparse.Namespace) -> None:
         project_copy(repo)
         step = base_step_s(repo)
         unit = float(subprocess.check_output([sys.executable, "-c", UNIT_COST], text=True))
+        estimate = max(1, round(0.20 * step / unit))  # the line's far point: about 20%
+        line = cost_line(repo, estimate)
         names = {}
         for slowdown in args.slowdowns:
-            units = max(1, round(slowdown * step / unit))
             name = f"slower-{slowdown * 100:g}pct"
-            slower_commit(repo, name, units, 100 * units * unit / step)
-            names[name] = units
-            print(f"{name}: {units} units of {unit * 1e6:.1f} us on a {step * 1e3:.3f} ms step")
-        info = {"base_step_s": step, "unit_s": unit, "units": names, "rounds": args.rounds}
+            names[name] = calibrated_commit(repo, name, slowdown, line)
+            predicted = line["fixed"] + names[name] * line["per_unit"]
+            print(f"{name}: {names[name]} products, predicted {predicted:+.1%}", flush=True)
+        info = {
+            "base_step_s": step,
+            "unit_s": unit,
+            "units": names,
+            "cost_line": line,
+            "rounds": args.rounds,
+        }
         args.out.mkdir(parents=True)
         (args.out / "made.json").write_text(json.dumps(info, indent=1) + "\n")
         for trial in range(args.trials):
             for name in names:
                 git(repo, "checkout", "-q", name)
-                done = bench(
-                    repo,
-                    *("ab", "ab_power.toml", "--base-ref", "base", "--device", "cpu"),
-                    *("--repeats", str(args.rounds)),
-                )
+                done = ab_job(repo, args.rounds)
                 print(f"{name} trial {trial + 1}: exit {done.returncode}", flush=True)
                 if done.returncode not in (0, 1):
                     sys.exit(done.stderr)
