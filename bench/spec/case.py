@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from bench.errors import ConfigError
+from bench.spec import hf_source
 from bench.spec.catalog import (
     ZOO_IMAGE_SIZE,
     GPTSize,
@@ -54,8 +55,11 @@ from bench.spec.choices import (
     Precision,
     Strategy,
 )
+from bench.spec.hf_source import ALIASES, HFSource
 from bench.spec.skips import skip_reason
 
+# seq_len of an hf: model read from files, where the suite gives none (its config may allow less).
+HF_FILES_SEQ_LEN = 128
 # Measured settings whose value here changes nothing a case measures: left out of its id.
 ID_NEUTRAL: dict[str, Any] = {"nproc": 1, "nnodes": 1}
 _UNSET = object()
@@ -250,8 +254,11 @@ class Case:
         for key in values:
             if key not in known:
                 raise ConfigError(key, values[key], unknown_key_help(key, known))
+        if values.get("workload") in ALIASES:  # hf-gpt2 is hf:gpt2 (docs/WORKLOADS.md)
+            values = {**values, "workload": ALIASES[values["workload"]]}
         case = cls(**values)
         info = workload_info(case.workload)
+        source = hf_files(case, values) if info.hub else None
         if info.user and "loss" not in values:
             # The built workload says whether it is a classifier: cross-entropy then, its own
             # loss otherwise (bench/workloads/user.py). A loss the suite names is kept, and is a
@@ -263,7 +270,15 @@ class Case:
             "lr": case.lr if case.lr is not None else DEFAULT_LR[case.optimizer],
         }
         # Defaults of keys that apply to this case; the others are None (see not_applicable).
-        if info.language:
+        if source is not None:
+            # The model's own files give its shape: the config's context bounds seq_len, and its
+            # config says whether the head is tied.
+            resolved["model_size"] = None
+            longest = source.max_positions() or HF_FILES_SEQ_LEN
+            resolved["seq_len"] = case.seq_len or min(HF_FILES_SEQ_LEN, longest)
+            resolved["eval_batches"] = case.eval_batches or 20
+            resolved["activation_checkpointing"] = _default(case.activation_checkpointing, False)
+        elif info.language:
             shape = size_of(case.workload, resolved["model_size"])
             assert isinstance(shape, GPTSize)
             resolved["seq_len"] = case.seq_len or shape.seq_len
@@ -365,6 +380,41 @@ class Case:
 _FIELD_NAMES = tuple(f.name for f in fields(Case))
 
 
+def hf_files(case: Case, values: dict[str, Any]) -> HFSource | None:
+    """The files of an ``hf:`` case's model (bench/spec/hf_source.py), or None where it is built
+    from a config alone; a :class:`ConfigError` where the suite asks what its files cannot give."""
+    source = hf_source.locate(case.workload, case.workload_root)
+    if source.kind == "missing":
+        raise ConfigError(
+            "workload",
+            case.workload,
+            f"no model directory {source.looked[0]} (a path is relative to the suite file; "
+            "bench never downloads)",
+        )
+    if problem := hf_source.problem(source, case.workload_args):
+        raise ConfigError("workload_args", case.workload_args, problem)
+    weights = hf_source.pretrained(source, case.workload_args)
+    if case.finetune_task == "own" and not weights:
+        raise ConfigError(
+            "finetune_task",
+            "own",
+            f"tunes the weights as loaded, and {case.workload} has random ones "
+            f"({'built from a config' if source.kind == 'config' else 'pretrained = false'}): "
+            "use finetune_task = 'corpus'",
+        )
+    if source.kind == "config":
+        return None
+    for key in ("model_size", "tie_embeddings"):
+        if values.get(key) is not None:
+            raise ConfigError(
+                key,
+                values[key],
+                f"{case.workload} is read from {source.path}: its config.json gives the shape; "
+                f"leave {key} out",
+            )
+    return source
+
+
 def _default(value: Any, default: Any) -> Any:
     return default if value is None else value
 
@@ -377,7 +427,7 @@ _APPLIES_NOT: tuple[tuple[tuple[str, ...], Callable[[Case, WorkloadInfo], bool]]
     (("image_size",), lambda case, info: not info.image_pipeline),
     (LOADER_KEYS, lambda case, info: not info.image_pipeline or case.data == "synthetic"),
     (("pin_memory",), lambda case, info: case.device != "cuda"),
-    (("workload_root",), lambda case, info: not info.user),
+    (("workload_root",), lambda case, info: not info.user and not info.hub),
     (RECSYS_ONLY_KEYS, lambda case, info: case.workload != "recsys"),
     # A workload with its own objective ignores the classification loss and its knobs.
     (("loss",), lambda case, info: not info.classifier),
@@ -389,7 +439,10 @@ _APPLIES_NOT: tuple[tuple[tuple[str, ...], Callable[[Case, WorkloadInfo], bool]]
     (("gamma", "alpha"), lambda case, info: case.loss != "focal" or not info.classifier),
     (FINETUNE_ONLY_KEYS, lambda case, info: case.finetune is None),
     (LORA_ONLY_KEYS, lambda case, info: case.finetune != "lora"),
-    (("pretrain_steps",), lambda case, info: case.checkpoint is not None or info.user),
+    (
+        ("pretrain_steps",),
+        lambda case, info: case.checkpoint is not None or info.user or case.finetune_task == "own",
+    ),
     (("strategy",), lambda case, info: case.world_size == 1),
 )
 CONDITIONAL_KEYS = frozenset(key for keys, _ in _APPLIES_NOT for key in keys)
