@@ -3,6 +3,7 @@ bench/spec/hf_source.py): local files only, a model type from a config alone, PE
 
 import importlib.util
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -153,13 +154,18 @@ workload = "hf:gpt2"
 model_size = "tiny"
 finetune = "lora"
 pretrain_steps = 2
+[[include]]
+workload = "hf:tok"
+finetune = "full"
+finetune_task = "own"
 """
 
 
 @needs_transformers
 def test_saved_models_and_lora_on_a_config_model(bench, bench_env, tmp_path):
     """One sweep (one bench process, for the suite's time): a saved model with its tokenizer,
-    one on bytes with random weights, and hf:gpt2 from a config fine-tuned with LoRA."""
+    one on bytes with random weights, hf:gpt2 from a config fine-tuned with LoRA, and the saved
+    model's own weights fine-tuned (task own)."""
     bench_env["HF_HUB_CACHE"] = str(tmp_path / "hub")
     save_tiny_gpt2(tmp_path / "tok", tokenizer=True)
     save_tiny_gpt2(tmp_path / "bytes", tokenizer=False)
@@ -173,7 +179,7 @@ def test_saved_models_and_lora_on_a_config_model(bench, bench_env, tmp_path):
     )
     done = bench("run", str(suite), timeout=600)
     assert done.returncode == 0, done.stderr
-    tok, raw, lora = records(tmp_path)
+    tok, raw, lora, own = records(tmp_path)
     assert tok["status"] == raw["status"] == "ok", (tok["reason"], raw["reason"])
     assert tok["runtime"]["workload"]["tokenizer"] == "own"
     assert tok["runtime"]["workload"]["weights"] == "pretrained"
@@ -195,3 +201,11 @@ def test_saved_models_and_lora_on_a_config_model(bench, bench_env, tmp_path):
     assert finetune["lora_impl"] == ("peft" if HAS_PEFT else "builtin")
     assert finetune["adapter_params"] == lora["metrics"]["trainable_params"] == 32768
     assert lora["runtime"]["workload"]["model_class"] == "GPT2LMHeadModel"
+    # Task own: the saved weights as loaded, tuned on the case's data; no pretraining phase.
+    assert own["status"] == "ok", own["reason"]
+    assert own["config"]["pretrain_steps"] is None
+    assert own["runtime"]["finetune"]["task"] == "own"
+    assert own["runtime"]["finetune"]["weights"] == "pretrained"
+    # The weights start as saved (random, GPT-2's init N(0, 0.02)): nearly uniform next-token
+    # scores over the 300 tokens before tuning, a loss near ln 300 = 5.70.
+    assert own["metrics"]["eval_before"]["loss"] == pytest.approx(math.log(300), abs=0.1)
