@@ -209,3 +209,22 @@ def test_saved_models_and_lora_on_a_config_model(bench, bench_env, tmp_path):
     # The weights start as saved (random, GPT-2's init N(0, 0.02)): nearly uniform next-token
     # scores over the 300 tokens before tuning, a loss near ln 300 = 5.70.
     assert own["metrics"]["eval_before"]["loss"] == pytest.approx(math.log(300), abs=0.1)
+
+
+@needs_transformers
+def test_other_model_types_build_from_a_config_in_a_gpt_size():
+    import torch
+
+    from bench.spec.catalog import GPT_SIZES
+    from bench.workloads import hf
+
+    # Llama's layout in gpt's tiny shape (d = 128, 2 layers, 4 heads, bytes), by hand: the token
+    # embedding 256 d; per layer q, k, v, o without bias (4 d^2), the gated MLP d -> 4d twice
+    # and 4d -> d (12 d^2), two RMSNorms (2 d); the final RMSNorm (d); the head tied.
+    d = 128
+    by_hand = 256 * d + 2 * (4 * d * d + 12 * d * d + 2 * d) + d
+    for model_type in ("llama", "mistral"):
+        config = hf.from_size(model_type, GPT_SIZES["tiny"], 32, tie_embeddings=True)
+        with torch.device("meta"):
+            model = hf.transformers_module().AutoModelForCausalLM.from_config(config)
+        assert sum(p.numel() for p in model.parameters()) == by_hand == 557_696
