@@ -55,11 +55,9 @@ from bench.spec.choices import (
     Precision,
     Strategy,
 )
-from bench.spec.hf_source import ALIASES, HFSource
+from bench.spec.hf_source import ALIASES
 from bench.spec.skips import skip_reason
 
-# seq_len of an hf: model read from files, where the suite gives none (its config may allow less).
-HF_FILES_SEQ_LEN = 128
 # Measured settings whose value here changes nothing a case measures: left out of its id.
 ID_NEUTRAL: dict[str, Any] = {"nproc": 1, "nnodes": 1}
 _UNSET = object()
@@ -258,7 +256,7 @@ class Case:
             values = {**values, "workload": ALIASES[values["workload"]]}
         case = cls(**values)
         info = workload_info(case.workload)
-        source = hf_files(case, values) if info.hub else None
+        source = hf_source.files_for(case, values) if info.hub else None
         if info.user and "loss" not in values:
             # The built workload says whether it is a classifier: cross-entropy then, its own
             # loss otherwise (bench/workloads/user.py). A loss the suite names is kept, and is a
@@ -270,14 +268,8 @@ class Case:
             "lr": case.lr if case.lr is not None else DEFAULT_LR[case.optimizer],
         }
         # Defaults of keys that apply to this case; the others are None (see not_applicable).
-        if source is not None:
-            # The model's own files give its shape: the config's context bounds seq_len, and its
-            # config says whether the head is tied.
-            resolved["model_size"] = None
-            longest = source.max_positions() or HF_FILES_SEQ_LEN
-            resolved["seq_len"] = case.seq_len or min(HF_FILES_SEQ_LEN, longest)
-            resolved["eval_batches"] = case.eval_batches or 20
-            resolved["activation_checkpointing"] = _default(case.activation_checkpointing, False)
+        if source is not None:  # an hf: model's files give its shape (no model_size)
+            resolved |= hf_source.file_defaults(case, source)
         elif info.language:
             shape = size_of(case.workload, resolved["model_size"])
             assert isinstance(shape, GPTSize)
@@ -378,41 +370,6 @@ class Case:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Case))
-
-
-def hf_files(case: Case, values: dict[str, Any]) -> HFSource | None:
-    """The files of an ``hf:`` case's model (bench/spec/hf_source.py), or None where it is built
-    from a config alone; a :class:`ConfigError` where the suite asks what its files cannot give."""
-    source = hf_source.locate(case.workload, case.workload_root)
-    if source.kind == "missing":
-        raise ConfigError(
-            "workload",
-            case.workload,
-            f"no model directory {source.looked[0]} (a path is relative to the suite file; "
-            "bench never downloads)",
-        )
-    if problem := hf_source.problem(source, case.workload_args):
-        raise ConfigError("workload_args", case.workload_args, problem)
-    weights = hf_source.pretrained(source, case.workload_args)
-    if case.finetune_task == "own" and not weights:
-        raise ConfigError(
-            "finetune_task",
-            "own",
-            f"tunes the weights as loaded, and {case.workload} has random ones "
-            f"({'built from a config' if source.kind == 'config' else 'pretrained = false'}): "
-            "use finetune_task = 'corpus'",
-        )
-    if source.kind == "config":
-        return None
-    for key in ("model_size", "tie_embeddings"):
-        if values.get(key) is not None:
-            raise ConfigError(
-                key,
-                values[key],
-                f"{case.workload} is read from {source.path}: its config.json gives the shape; "
-                f"leave {key} out",
-            )
-    return source
 
 
 def _default(value: Any, default: Any) -> Any:

@@ -135,7 +135,7 @@ def _check_user(case: "Case", info: WorkloadInfo) -> None:
     if info.hub:
         if case.workload_args is not None and (problem := args_error(case.workload_args)):
             raise ConfigError("workload_args", case.workload_args, problem)
-        return  # its keys: bench/spec/hf_source.problem, once the model's files are found
+        return  # its keys: hf_source.workload_args_problem, once the files are found
     if not info.user:
         if case.workload_args is not None:
             raise ConfigError(

@@ -24,7 +24,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bench.spec.case import Case
 
 PREFIX = "hf:"
 # The name the first Hugging Face workload had: the same model as hf:gpt2 (docs/WORKLOADS.md).
@@ -41,6 +46,9 @@ WEIGHT_FILES = (
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 # The workload_args an hf: model takes.
 ARGS = ("pretrained",)
+
+# seq_len of a model read from files, where the suite gives none (its config may allow less).
+FILES_SEQ_LEN = 128
 
 Kind = Literal["directory", "cache", "config", "missing"]
 
@@ -147,7 +155,7 @@ def pretrained(source: HFSource, args: dict[str, Any] | None) -> bool:
     return source.has_weights if wanted is None else bool(wanted)
 
 
-def problem(source: HFSource, args: dict[str, Any] | None) -> str | None:
+def workload_args_problem(source: HFSource, args: dict[str, Any] | None) -> str | None:
     """Why the suite's ``workload_args`` cannot apply to ``source``, or None."""
     args = args or {}
     for key, value in args.items():
@@ -168,3 +176,50 @@ def problem(source: HFSource, args: dict[str, Any] | None) -> str | None:
             "random weights"
         )
     return None
+
+
+def files_for(case: "Case", values: dict[str, Any]) -> HFSource | None:
+    """The files of an ``hf:`` case's model (bench/spec/hf_source.py), or None where it is built
+    from a config alone; a :class:`ConfigError` where the suite asks what its files cannot give."""
+    source = locate(case.workload, case.workload_root)
+    if source.kind == "missing":
+        raise ConfigError(
+            "workload",
+            case.workload,
+            f"no model directory {source.looked[0]} (a path is relative to the suite file; "
+            "bench never downloads)",
+        )
+    if problem := workload_args_problem(source, case.workload_args):
+        raise ConfigError("workload_args", case.workload_args, problem)
+    weights = pretrained(source, case.workload_args)
+    if case.finetune_task == "own" and not weights:
+        raise ConfigError(
+            "finetune_task",
+            "own",
+            f"tunes the weights as loaded, and {case.workload} has random ones "
+            f"({'built from a config' if source.kind == 'config' else 'pretrained = false'}): "
+            "use finetune_task = 'corpus'",
+        )
+    if source.kind == "config":
+        return None
+    for key in ("model_size", "tie_embeddings"):
+        if values.get(key) is not None:
+            raise ConfigError(
+                key,
+                values[key],
+                f"{case.workload} is read from {source.path}: its config.json gives the shape; "
+                f"leave {key} out",
+            )
+    return source
+
+
+def file_defaults(case: "Case", source: HFSource) -> dict[str, Any]:
+    """The defaults of a case whose model is read from files: no ``model_size``, ``seq_len``
+    within the config's positions, the head tied as the config says (``tie_embeddings`` None)."""
+    longest = source.max_positions() or FILES_SEQ_LEN
+    return {
+        "model_size": None,
+        "seq_len": case.seq_len or min(FILES_SEQ_LEN, longest),
+        "eval_batches": case.eval_batches or 20,
+        "activation_checkpointing": bool(case.activation_checkpointing),
+    }
