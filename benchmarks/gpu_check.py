@@ -85,7 +85,7 @@ def plan() -> list[Step]:
         Step(
             "precision",
             "fp32, tf32, bf16, amp-bf16, amp-fp16 (GradScaler)",
-            45,
+            40,
             "bench",
             ("suites/precision", *SHORT),
         ),
@@ -107,7 +107,7 @@ def plan() -> list[Step]:
         Step(
             "ddp",
             "ddp_scaling with one rank per GPU (NCCL)",
-            45,
+            35,
             "bench",
             ("suites/ddp_scaling", *SHORT),
         ),
@@ -121,16 +121,23 @@ def plan() -> list[Step]:
         Step(
             "user-workload",
             "examples/tutorial.toml: a user's FILE.py:FUNCTION workload (the tutorial MLP) on CUDA",
-            30,
+            25,
             "bench",
             ("examples/tutorial.toml", "--set", "compile=eager", *SHORT),
         ),
         Step(
             "profile",
             "profile_steps and memory_snapshot on CUDA (trace, device idle, allocator history)",
-            30,
+            25,
             "bench",
             (str(SUITES / "profile.toml"),),
+        ),
+        Step(
+            "zoos",
+            "hf:gpt2 from a config (amp-bf16), its PEFT LoRA fine-tuning, timm:test_resnet",
+            30,
+            "bench",
+            (str(SUITES / "zoos.toml"),),
         ),
     ]
 
@@ -229,6 +236,16 @@ def figures(step: str, records: list[dict[str, Any]], step_dir: Path) -> dict[st
             if r.get("status") == "oom"
             and (snapshot := ((r.get("metrics") or {}).get("memory") or {}).get("snapshot"))
         ]
+    if step == "zoos":
+        found["by_workload"] = {
+            f"{r['config']['workload']} {r['config'].get('finetune') or 'train'}": (
+                r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason')}"
+            )
+            for r in records
+        }
+        found["lora_impl"] = sorted(
+            {(r["runtime"].get("finetune") or {}).get("lora_impl") for r in ok} - {None}
+        )
     if step == "mfu":
         mfus = [
             (r["metrics"]["flops"] or {})

@@ -214,9 +214,6 @@ model_size = "resnet20"
 finetune = "lora"
 [[include]]
 workload = "hf-gpt2"
-activation_checkpointing = true
-[[include]]
-workload = "hf-gpt2"
 """
 
 
@@ -228,8 +225,7 @@ def test_dry_run_knows_the_skips_known_before_running(tmp_path, bench):
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.replace("│", " ").split())  # the table's cells, unwrapped
     assert "skip: cnn resnet20 has no linear layer or attention projection outside its head" in text
-    assert "skip: activation_checkpointing is implemented for gpt, not for hf-gpt2" in text
-    hf = "skip: hf-gpt2 needs Hugging Face transformers, which is not installed: pip install"
+    hf = "skip: hf:gpt2 needs Hugging Face transformers, which is not installed: pip install"
     if importlib.util.find_spec("transformers") is None:
         assert f"{hf} 'bench[hf]'" in text
     else:

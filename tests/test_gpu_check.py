@@ -114,6 +114,19 @@ def test_the_summary_s_figures_come_from_the_records():
     batch = gpu_check.figures("max-batch", [search], Path("unused"))
     assert batch["max_batch_size"] == 768 and batch["probes"][1] == [1024, "oom"]
 
+    # The zoos step: each case's status by workload, and whose LoRA the fine-tuning used.
+    lora, timm = copy.deepcopy(ok[0]), copy.deepcopy(ok[0])
+    lora["config"] |= {"workload": "hf:gpt2", "finetune": "lora"}
+    lora["runtime"]["finetune"] = {"lora_impl": "peft"}
+    timm |= {"status": "skipped", "reason": "timm:test_resnet needs timm"}
+    timm["config"] |= {"workload": "timm:test_resnet", "finetune": None}
+    zoos = gpu_check.figures("zoos", [lora, timm], Path("unused"))
+    assert zoos["by_workload"] == {
+        "hf:gpt2 lora": "ok",
+        "timm:test_resnet train": "skipped: timm:test_resnet needs timm",
+    }
+    assert zoos["lora_impl"] == ["peft"]
+
 
 def test_a_step_that_would_not_fit_is_skipped_saying_so(tmp_path):
     step = gpu_check.plan()[0]

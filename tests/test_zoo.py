@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import re
+import sys
 
 import pytest
 
@@ -65,29 +67,48 @@ def test_unknown_torchvision_model_is_one_line_before_running(bench, tmp_path):
     assert "did you mean" in line and not (tmp_path / "results").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("timm") is not None, reason="timm is installed")
-def test_timm_without_timm_is_skipped_with_the_install_command(bench, tmp_path):
-    suite = write_suite(
-        tmp_path, "zoo", SUITE.replace("torchvision:mobilenet_v3_small", "timm:resnet18")
-    )
+def test_a_torchvision_model_too_small_for_its_images_is_one_line_before_running(bench, tmp_path):
+    # torchvision's weights metadata: vit_b_16 takes at least 224x224 (min_size), the suite 32.
+    suite = write_suite(tmp_path, "zoo", SUITE.replace("mobilenet_v3_small", "vit_b_16"))
     done = bench("run", str(suite))
-    assert done.returncode == 0, done.stderr
-    (record,) = records(tmp_path)
-    assert record["status"] == "skipped"
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
     assert (
-        record["reason"]
-        == "timm:resnet18 needs timm, which is not installed: pip install 'bench[timm]'"
-    )
+        "workload = 'torchvision:vit_b_16' takes images of at least 224x224 (its weights' "
+        "min_size), not image_size = 32"
+    ) in line
+    assert not (tmp_path / "results").exists()
+
+
+def test_timm_without_timm_is_skipped_with_the_install_command(monkeypatch):
+    from bench.errors import NotApplicable
+    from bench.workloads.zoo import make_model
+
+    # How Python blocks an import: find_spec then finds nothing and `import timm` raises.
+    monkeypatch.setitem(sys.modules, "timm", None)
+    reason = "timm:resnet18 needs timm, which is not installed: pip install 'bench[timm]'"
+    # Known before any process starts (the dry run and the sweep's skipped record) ...
+    assert Case.from_dict({"workload": "timm:resnet18"}).skip_reason() == reason
+    # ... and in the case's process, where timm is installed for bench but does not import.
+    with pytest.raises(NotApplicable, match=re.escape(reason)):
+        make_model("timm:resnet18")
 
 
 @pytest.mark.skipif(
     importlib.util.find_spec("timm") is None, reason="needs timm: pip install 'bench[timm]'"
 )
 def test_timm_model_trains(bench, tmp_path):
+    import timm
+
+    # timm's test_resnet: a ResNet of a few thousand parameters, made for timm's own tests.
     suite = write_suite(
-        tmp_path, "zoo", SUITE.replace("torchvision:mobilenet_v3_small", "timm:resnet18")
+        tmp_path, "zoo", SUITE.replace("torchvision:mobilenet_v3_small", "timm:test_resnet")
     )
     done = bench("run", str(suite), timeout=900)
     assert done.returncode == 0, done.stderr
     (record,) = records(tmp_path)
     assert record["status"] == "ok" and record["runtime"]["finetune"] is None
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=10)
+    assert record["metrics"]["num_params"] == sum(p.numel() for p in model.parameters())
+    assert set(record["metrics"]["eval"]) == {"accuracy", "loss"}
+    assert record["metrics"]["flops"]["per_step"] > 0

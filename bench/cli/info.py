@@ -1,16 +1,18 @@
 """``bench list`` (suites, workloads and the choices of each axis) and ``bench env``."""
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.errors import UserError
 from bench.spec import suite as suites
-from bench.spec.catalog import WORKLOADS, num_params
+from bench.spec.catalog import HF_INFO, USER_INFO, WORKLOADS, ZOOS, num_params
 from bench.spec.choices import COMPILE_MODES, FINETUNE_STRATEGIES, OPTIMIZERS, PRECISIONS
 
 
@@ -39,6 +41,8 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             data = ", ".join(workload["data"])
             table.add_row(workload["name"], size["name"], f"{size['num_params']:,}", default, data)
     console.print(table)
+    for name, description in listing["by_name"].items():
+        console.print(escape(f"{name}: {description}"))  # [timm] is text, not rich markup
     for key in ("optimizers", "precisions", "compile_modes", "finetune_strategies"):
         console.print(f"{key.replace('_', ' ')}: {', '.join(listing[key])}")
     for workload in listing["workloads"]:
@@ -68,8 +72,15 @@ def catalog_listing(suites_dir: Path) -> dict[str, Any]:
                 {"name": size, "num_params": num_params(info.name, size)} for size in info.sizes
             ],
         }
-        for info in WORKLOADS.values()
+        for info in [*WORKLOADS.values(), dataclasses.replace(HF_INFO, name="hf:gpt2")]
     ]
+    # Models by name: no sizes of bench's own (hf: types other than gpt2 and models read from
+    # files count their parameters when built; the record has the count).
+    zoos = {
+        "hf:NAME_OR_PATH": HF_INFO.description,
+        **{f"{zoo}:NAME": info.description for zoo, info in ZOOS.items()},
+        "FILE.py:FUNCTION": USER_INFO.description,
+    }
     found = []
     for path in sorted(suites_dir.glob("*.toml")):
         try:
@@ -79,6 +90,7 @@ def catalog_listing(suites_dir: Path) -> dict[str, Any]:
             found.append({"name": path.stem, "path": str(path), "description": f"invalid: {error}"})
     return {
         "workloads": workloads,
+        "by_name": zoos,
         "optimizers": list(OPTIMIZERS),
         "precisions": list(PRECISIONS),
         "compile_modes": list(COMPILE_MODES),

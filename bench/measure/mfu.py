@@ -34,8 +34,10 @@ def flops_metrics(
     per_step = flops_per_evaluation * evaluations_per_step
     analytic = None
     # The formula assumes every weight gets a gradient: not so for a frozen backbone or adapters.
-    # hf-gpt2 has gpt's architecture: the same formula cross-checks transformers' count.
-    if case.workload in ("gpt", "hf-gpt2") and case.finetune in (None, "full"):
+    # hf:gpt2 built from a config (model_size set) has gpt's architecture: the same formula
+    # cross-checks transformers' count. Other hf: models have no formula here.
+    gpt_shaped = case.workload == "gpt" or (case.workload == "hf:gpt2" and case.model_size)
+    if gpt_shaped and case.finetune in (None, "full"):
         assert case.model_size is not None and case.seq_len and tokens_per_step, "unresolved"
         per_token = gpt_flops_per_token(case.model_size, case.seq_len, bool(case.tie_embeddings))
         analytic = per_token * tokens_per_step

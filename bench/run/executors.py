@@ -29,7 +29,8 @@ from bench.machine.nvml import cuda_device_count
 from bench.run import maxbatch
 from bench.run.launcher import Job, Launcher
 from bench.run.torchrun import Placement
-from bench.spec.catalog import HF_MISSING
+from bench.spec.catalog import hf_missing
+from bench.spec.hf_source import is_hf
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 # A Slurm job's time limit beyond the case's own timeout: node start-up, imports, the fork
@@ -92,8 +93,8 @@ def skip_reason(job: Job) -> str | None:
     package missing. ``bench run --dry-run`` shows the same."""
     if reason := job.case.skip_reason():
         return reason
-    if job.case.workload == "hf-gpt2" and importlib.util.find_spec("transformers") is None:
-        return HF_MISSING
+    if is_hf(job.case.workload) and importlib.util.find_spec("transformers") is None:
+        return hf_missing(job.case.workload)
     if job.case.device == "cuda" and job.case.nproc > 1:
         count, why = cuda_device_count()
         if count < job.case.nproc:

@@ -14,6 +14,7 @@ from bench.errors import ConfigError
 from bench.results.store import read_records
 from bench.spec import suite as suites
 from bench.spec.case import Case
+from bench.spec.hf_source import is_hf
 from bench.spec.user_workload import check_cases, is_user_spec
 
 
@@ -51,8 +52,8 @@ def run_cases(
 
 def _case(values: dict[str, Any], device: str) -> Case:
     values = {**values, "device": device}
-    if is_user_spec(values.get("workload")):
-        values.setdefault("workload_root", str(Path.cwd()))
+    if is_user_spec(values.get("workload")) or is_hf(values.get("workload")):
+        values.setdefault("workload_root", str(Path.cwd()))  # FILE.py and hf:DIR are found here
     try:
         return Case.from_dict(values)
     except ConfigError as error:

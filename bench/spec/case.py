@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from bench.errors import ConfigError
+from bench.spec import hf_source
 from bench.spec.catalog import (
     ZOO_IMAGE_SIZE,
     GPTSize,
@@ -54,6 +55,7 @@ from bench.spec.choices import (
     Precision,
     Strategy,
 )
+from bench.spec.hf_source import ALIASES
 from bench.spec.skips import skip_reason
 
 # Measured settings whose value here changes nothing a case measures: left out of its id.
@@ -250,8 +252,11 @@ class Case:
         for key in values:
             if key not in known:
                 raise ConfigError(key, values[key], unknown_key_help(key, known))
+        if values.get("workload") in ALIASES:  # hf-gpt2 is hf:gpt2 (docs/WORKLOADS.md)
+            values = {**values, "workload": ALIASES[values["workload"]]}
         case = cls(**values)
         info = workload_info(case.workload)
+        source = hf_source.files_for(case, values) if info.hub else None
         if info.user and "loss" not in values:
             # The built workload says whether it is a classifier: cross-entropy then, its own
             # loss otherwise (bench/workloads/user.py). A loss the suite names is kept, and is a
@@ -263,7 +268,9 @@ class Case:
             "lr": case.lr if case.lr is not None else DEFAULT_LR[case.optimizer],
         }
         # Defaults of keys that apply to this case; the others are None (see not_applicable).
-        if info.language:
+        if source is not None:  # an hf: model's files give its shape (no model_size)
+            resolved |= hf_source.file_defaults(case, source)
+        elif info.language:
             shape = size_of(case.workload, resolved["model_size"])
             assert isinstance(shape, GPTSize)
             resolved["seq_len"] = case.seq_len or shape.seq_len
@@ -377,7 +384,7 @@ _APPLIES_NOT: tuple[tuple[tuple[str, ...], Callable[[Case, WorkloadInfo], bool]]
     (("image_size",), lambda case, info: not info.image_pipeline),
     (LOADER_KEYS, lambda case, info: not info.image_pipeline or case.data == "synthetic"),
     (("pin_memory",), lambda case, info: case.device != "cuda"),
-    (("workload_root",), lambda case, info: not info.user),
+    (("workload_root",), lambda case, info: not info.user and not info.hub),
     (RECSYS_ONLY_KEYS, lambda case, info: case.workload != "recsys"),
     # A workload with its own objective ignores the classification loss and its knobs.
     (("loss",), lambda case, info: not info.classifier),
@@ -389,7 +396,10 @@ _APPLIES_NOT: tuple[tuple[tuple[str, ...], Callable[[Case, WorkloadInfo], bool]]
     (("gamma", "alpha"), lambda case, info: case.loss != "focal" or not info.classifier),
     (FINETUNE_ONLY_KEYS, lambda case, info: case.finetune is None),
     (LORA_ONLY_KEYS, lambda case, info: case.finetune != "lora"),
-    (("pretrain_steps",), lambda case, info: case.checkpoint is not None or info.user),
+    (
+        ("pretrain_steps",),
+        lambda case, info: case.checkpoint is not None or info.user or case.finetune_task == "own",
+    ),
     (("strategy",), lambda case, info: case.world_size == 1),
 )
 CONDITIONAL_KEYS = frozenset(key for keys, _ in _APPLIES_NOT for key in keys)

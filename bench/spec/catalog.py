@@ -24,6 +24,7 @@ from bench.spec.app_shapes import (  # the names catalog had stay importable fro
     recsys_params,
     unet_params,
 )
+from bench.spec.hf_source import ALIASES, is_hf
 from bench.spec.user_workload import is_user_spec
 from bench.spec.vision_shapes import (
     CNN_SIZES,
@@ -115,13 +116,21 @@ class WorkloadInfo:
     user: bool = False
     """The user's own code (bench/spec/user_workload.py): sizes, metrics and whether it is a
     classifier are known only once its function has built it, in the case's process."""
+    hub: bool = False
+    """A Hugging Face causal LM by name or path (``hf:NAME_OR_PATH``; bench/spec/hf_source.py):
+    ``model_size`` applies where it is built from a config alone, not to a model's own files."""
 
 
 VISION_DATA = ("auto", "cifar10", "mnist", "digits", "synthetic")
 
-# hf-gpt2's optional dependency, and the reason its cases are skipped without it.
+# hf: models' optional dependency, and the reason their cases are skipped without it.
 HF_INSTALL_HINT = "pip install 'bench[hf]'"
-HF_MISSING = f"hf-gpt2 needs Hugging Face transformers, which is not installed: {HF_INSTALL_HINT}"
+PEFT_INSTALL_HINT = "pip install 'bench[peft]'"
+
+
+def hf_missing(workload: str) -> str:
+    return f"{workload} needs Hugging Face transformers, which is not installed: {HF_INSTALL_HINT}"
+
 
 WORKLOADS: dict[str, WorkloadInfo] = {
     "mlp": WorkloadInfo(
@@ -202,16 +211,6 @@ WORKLOADS: dict[str, WorkloadInfo] = {
         eval_metrics=("loss",),
         classifier=False,
     ),
-    "hf-gpt2": WorkloadInfo(
-        name="hf-gpt2",
-        description="Hugging Face transformers' GPT2LMHeadModel from a config (random init)",
-        sizes=GPT_SIZES,
-        default_size="mini",
-        default_batch_size=16,
-        data=("auto", "stdlib", "docs", "text", "synthetic"),
-        language=True,
-        eval_metrics=("loss", "perplexity"),
-    ),
 }
 
 
@@ -254,6 +253,26 @@ def _zoo_info(zoo: str, description: str) -> WorkloadInfo:
     )
 
 
+# hf:NAME_OR_PATH (bench/spec/hf_source.py, bench/workloads/hf.py): transformers' causal LMs on
+# gpt's text; the sizes are gpt's, for the models built from a config alone (hf:gpt2, hf:llama).
+HF_INFO = WorkloadInfo(
+    name="hf",
+    description=(
+        "Hugging Face causal LMs: hf:DIR, hf:HUB_ID (local cache), hf:gpt2 / hf:llama / ... "
+        "from a config (random init); nothing downloaded"
+    ),
+    sizes=GPT_SIZES,
+    default_size="mini",
+    default_batch_size=16,
+    data=("auto", "stdlib", "docs", "text", "synthetic"),
+    language=True,
+    eval_metrics=("loss", "perplexity"),
+    # corpus: pretrain on the stdlib's source, continue on the case's data (as gpt); own: tune
+    # the weights the model's files hold on the case's data, no pretraining phase.
+    finetune_tasks=("corpus", "own"),
+    hub=True,
+)
+
 TIMM_INSTALL = "pip install 'bench[timm]'"
 # Default side of a zoo model's images: ImageNet's 224, as the zoos' own recipes train them.
 ZOO_IMAGE_SIZE = 224
@@ -275,14 +294,16 @@ def zoo_of(name: str) -> str | None:
 def workload_info(name: str) -> WorkloadInfo:
     if (zoo := zoo_of(name)) is not None:
         return ZOOS[zoo]
+    if is_hf(name) or name in ALIASES:
+        return HF_INFO
     if is_user_spec(name):
         return USER_INFO
     if name not in WORKLOADS:
         raise ConfigError(
             "workload",
             name,
-            f"allowed: {', '.join(WORKLOADS)}, torchvision:NAME, timm:NAME, or "
-            "'FILE.py:FUNCTION' (your own)",
+            f"allowed: {', '.join(WORKLOADS)}, torchvision:NAME, timm:NAME, hf:NAME_OR_PATH, "
+            "or 'FILE.py:FUNCTION' (your own)",
         )
     return WORKLOADS[name]
 
@@ -316,10 +337,11 @@ def size_of(workload: str, size: str | int) -> Shape:
     for_target = {
         "mlp": mlp_for_target,
         "gpt": gpt_for_target,
-        "hf-gpt2": gpt_for_target,
         "cnn": cnn_for_target,
         "vit": vit_for_target,
     }
+    if workload_info(workload).hub:
+        workload = "gpt"  # the same shapes (catalog GPT_SIZES, gpt_for_target)
     if workload not in for_target:  # named sizes only
         raise ConfigError("model_size", size, f"allowed for {workload}: {', '.join(sizes)}")
     if target is None:
@@ -382,8 +404,9 @@ def num_params(
         return recsys_params(shape)
     if isinstance(shape, UNetSize):
         return unet_params(shape)
-    # hf-gpt2 has GPT-2's layout, the same count as ours: biases on every linear but the head,
-    # learned positions, two LayerNorms per block and one at the end, the head tied.
+    # hf:gpt2 built from a config has GPT-2's layout, the same count as ours: biases on every
+    # linear but the head, learned positions, two LayerNorms per block and one at the end, the
+    # head tied.
     return _gpt_params(shape, seq_len or shape.seq_len, tied)
 
 

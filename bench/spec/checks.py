@@ -132,13 +132,17 @@ def validate(case: "Case") -> None:
 def _check_user(case: "Case", info: WorkloadInfo) -> None:
     """A user's workload: its spec parses, its args are a table; args on a built-in are an
     error (they would change nothing)."""
+    if info.hub:
+        if case.workload_args is not None and (problem := args_error(case.workload_args)):
+            raise ConfigError("workload_args", case.workload_args, problem)
+        return  # its keys: hf_source.workload_args_problem, once the files are found
     if not info.user:
         if case.workload_args is not None:
             raise ConfigError(
                 "workload_args",
                 case.workload_args,
                 f"{case.workload} is built in; workload_args are for your own "
-                "workload = 'FILE.py:FUNCTION'",
+                "workload = 'FILE.py:FUNCTION' (or pretrained for an hf: model)",
             )
         return
     try:
@@ -189,6 +193,7 @@ def _check_finetune(case: "Case", info: WorkloadInfo) -> None:
         and case.model_size is not None
         and not info.user
         and not info.zoo
+        and not info.hub
     ):
         layer = narrowest(adapted_layers(case.workload, case.model_size))
         if layer is not None and case.lora_rank >= min(layer[1], layer[2]):

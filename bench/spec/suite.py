@@ -21,6 +21,7 @@ from bench.names import NAME_RULE, is_path_name
 from bench.spec.case import CONDITIONAL_KEYS, Case
 from bench.spec.checks import unknown_key_help
 from bench.spec.choices import DEVICES
+from bench.spec.hf_source import is_hf
 from bench.spec.hub_weights import TORCHVISION, missing_reason
 from bench.spec.user_workload import is_user_spec
 
@@ -181,7 +182,7 @@ def expand(suite: Suite, device: str, overrides: dict[str, Any] | None = None) -
     cases: dict[str, Case] = {}
     for combo in combos:
         values = _gather_args({**base, **combo, **pinned, "device": device})
-        if is_user_spec(values.get("workload", "mlp")):
+        if is_user_spec(values.get("workload", "mlp")) or is_hf(values.get("workload")):
             values["workload_root"] = str(suite.path.resolve().parent)
         try:
             case = Case.from_dict(values)

@@ -10,6 +10,7 @@ never does.
 """
 
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
+from bench.spec.hf_source import is_hf, locate
 
 if TYPE_CHECKING:
     from bench.spec.case import Case
@@ -72,16 +74,32 @@ def file_sha256(path: Path) -> str:
 
 
 def check_cases(cases: list["Case"], where: str) -> None:
-    """Every ``torchvision:NAME`` of ``cases`` is one of torchvision's classifiers, and every
+    """Every ``torchvision:NAME`` of ``cases`` is one of torchvision's classifiers and takes the
+    case's ``image_size``, every ``hf:NAME`` without files here is a model type transformers
+    builds from a config alone, and every
     user workload imports, has its function, and that function accepts the
     case's ``workload_args``: checked once per distinct (spec, root, keys) in a child Python
     (the user's module imports torch), before anything is written. A problem is a
     :class:`UserError` of one line, prefixed with ``where`` (the suite file)."""
-    torchvision = sorted(
-        {c.workload.split(":", 1)[1] for c in cases if c.workload.startswith("torchvision:")}
-    )
+    # Each torchvision model with the smallest image side a case gives it.
+    torchvision: dict[str, int] = {}
+    for case in cases:
+        if case.workload.startswith("torchvision:"):
+            name, side = case.workload.split(":", 1)[1], int(case.image_size or 0)
+            torchvision[name] = min(side, torchvision.get(name, side))
     if torchvision and (problem := _ask(torchvision, "bench.workloads.zoo")):
         raise UserError(f"{where}: {problem}")
+    # hf: names with no files here: model types transformers must build from a config alone.
+    # Without transformers their cases are skipped records that name the install instead.
+    from_config: dict[str, list[str]] = {}
+    for case in cases:
+        if is_hf(case.workload):
+            source = locate(case.workload, case.workload_root)
+            if source.kind == "config":
+                from_config[case.workload] = list(source.looked)
+    if from_config and importlib.util.find_spec("transformers") is not None:
+        if problem := _ask(from_config, "bench.workloads.hf"):
+            raise UserError(f"{where}: {problem}")
     seen: set[tuple[str, str | None, tuple[str, ...]]] = set()
     for case in cases:
         if not is_user_spec(case.workload):

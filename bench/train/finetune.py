@@ -30,6 +30,7 @@ attention projection but the head, the head training too only where it is new.
 import dataclasses
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Iterator
@@ -48,9 +49,10 @@ from bench.measure.timing import time_call
 from bench.spec.case import Case
 from bench.spec.catalog import workload_info
 from bench.spec.choices import CORPUS_SOURCE
+from bench.spec.hf_source import is_hf, locate
 from bench.spec.hub_weights import TORCHVISION
 from bench.train.checkpoint import file_sha256, hub_weights, load_state, own_head, read_checkpoint
-from bench.train.lora import add_adapters
+from bench.train.lora import add_adapters, add_peft_adapters
 from bench.workloads import data, registry
 from bench.workloads.interface import DataInfo, Workload
 from bench.workloads.registry import build
@@ -89,7 +91,7 @@ class Finetuned:
 def prepare(case: Case, device: torch.device, dtype: torch.dtype) -> Finetuned:
     """The case's target workload with pretrained weights, its strategy applied."""
     assert case.finetune is not None and case.finetune_task is not None, "not a fine-tuning case"
-    if workload_info(case.workload).user:
+    if workload_info(case.workload).user or case.finetune_task == "own":
         return _prepare_own(case, device, dtype)
     task = make_task(case)
     workload = build(case, device, dtype, task.target)
@@ -115,18 +117,21 @@ def prepare(case: Case, device: torch.device, dtype: torch.dtype) -> Finetuned:
         "new_head": new_head,
         "head": workload.head,
         "adapter_params": adapter_params,
+        "lora_impl": lora_impl(case),
         **source,
     }
     return Finetuned(workload, pretrain_s, info)
 
 
 def _prepare_own(case: Case, device: torch.device, dtype: torch.dtype) -> Finetuned:
-    """A user's workload (task ``own``): the model as its function built it, or with
-    ``checkpoint``'s weights, tuned on its own data; no pretraining phase."""
+    """Task ``own`` (a user's workload; an hf: model's files): the model as built, with its own
+    weights or ``checkpoint``'s, tuned on its own data (the case's); no pretraining phase."""
     workload = build(case, device, dtype)
     assert workload.head is not None, "checked where the user's workload is built"
     pretrain_s = 0.0
     source: dict[str, Any] = {"weights": "workload", "checkpoint": None}
+    if is_hf(case.workload):  # the model's files (runtime.workload says which)
+        source = {"weights": "pretrained", "checkpoint": None}
     if case.checkpoint is not None:
         state, pretrain_s = time_call(lambda: read_checkpoint(str(case.checkpoint)), device)
         source = {"weights": "checkpoint", "checkpoint": case.checkpoint}
@@ -139,6 +144,7 @@ def _prepare_own(case: Case, device: torch.device, dtype: torch.dtype) -> Finetu
         "new_head": False,
         "head": workload.head,
         "adapter_params": adapter_params,
+        "lora_impl": lora_impl(case),
         **source,
     }
     return Finetuned(workload, pretrain_s, info)
@@ -227,8 +233,13 @@ def pretrained(case: Case, task: Task, device: torch.device) -> tuple[dict[str, 
         "torch": torch.__version__,
         "recipe": PRETRAIN_RECIPE,
     }
+    if is_hf(case.workload):
+        # Its files (a new save changes the config's hash) and whether their weights load.
+        key["workload_args"] = case.workload_args
+        key["config_sha256"] = locate(case.workload, case.workload_root).config_sha256()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir() / PRETRAINED / f"{case.workload}-{digest}.pt"
+    name = case.workload.replace(":", "-").replace("/", "-")  # hf:./model: a file name
+    path = cache_dir() / PRETRAINED / f"{name}-{digest}.pt"
     notes_path = path.with_suffix(".json")
     common = {
         "checkpoint": str(path),
@@ -310,6 +321,17 @@ def _write_cache(path: Path, notes_path: Path, state: dict, notes: dict[str, Any
     atomic.write_json(notes_path, notes, indent=1, sort_keys=True)
 
 
+def lora_impl(case: Case) -> str | None:
+    """Whose LoRA a case uses, named on its record (``runtime.finetune.lora_impl``): PEFT's,
+    the field's library, on an ``hf:`` model where peft is installed; bench's own
+    (bench/train/lora.py) everywhere else. None but for ``finetune = "lora"``."""
+    if case.finetune != "lora":
+        return None
+    if is_hf(case.workload) and importlib.util.find_spec("peft") is not None:
+        return "peft"
+    return "builtin"
+
+
 def apply_strategy(model: nn.Module, head: nn.Module, case: Case, new_head: bool) -> int:
     """Set what trains; returns the parameters the adapters add (0 but for ``lora``)."""
     if case.finetune == "full":
@@ -321,6 +343,8 @@ def apply_strategy(model: nn.Module, head: nn.Module, case: Case, new_head: bool
             param.requires_grad_(True)
         return 0
     assert case.finetune == "lora" and case.lora_rank and case.lora_alpha, "unresolved case"
+    if lora_impl(case) == "peft":
+        return add_peft_adapters(model, case.lora_rank, case.lora_alpha)
     added = add_adapters(model, case.lora_rank, case.lora_alpha, skip=head)
     if added == 0:
         raise NotApplicable(

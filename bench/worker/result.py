@@ -72,7 +72,8 @@ def build_result(
             "finetune": training.finetuned.info if training.finetuned else None,
             # A user's workload: its spec, args, file and the file's SHA-256; and the loss it
             # trained on (its own, or the suite's on a classifier's scores).
-            "workload": user.source(case) if is_user_spec(case.workload) else None,
+            # An hf: model: its files, weights and tokenizer (bench/workloads/hf.py).
+            "workload": user.source(case) if is_user_spec(case.workload) else workload.source,
             "loss": case.loss or ("cross-entropy" if workload.classifier else "own"),
         },
         "metrics": {

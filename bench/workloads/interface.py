@@ -97,6 +97,10 @@ class Workload:
     head: str | None = None
     """Name of the output layer in ``model`` (``model.get_submodule(head)``): what a linear probe
     trains and a new task re-initialises (bench/train/finetune.py). None: no fine-tuning story."""
+    source: dict[str, Any] | None = None
+    """What the model was built from, recorded as ``runtime.workload`` (an ``hf:`` model: its
+    files, weights and tokenizer); None for the built-ins. A user's workload is described by
+    bench (its spec, file and SHA-256), not by this field."""
     close: Callable[[], None] = lambda: None
     """Releases what the workload holds beyond memory (DataLoader worker processes)."""
 

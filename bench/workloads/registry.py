@@ -15,6 +15,7 @@ import torch
 
 from bench.spec.case import Case
 from bench.spec.catalog import workload_info, zoo_of
+from bench.spec.hf_source import is_hf
 from bench.spec.user_workload import is_user_spec
 from bench.workloads import user
 from bench.workloads.interface import Workload
@@ -28,15 +29,16 @@ FAMILIES = {
     "vit": "vit",
     "recsys": "recsys",
     "diffusion": "diffusion",
-    "hf-gpt2": "hf",
 }
 
 
 def family(name: str) -> ModuleType:
     """The module of workload ``name`` (validated by the Case: one of FAMILIES, or a zoo's
-    ``torchvision:NAME`` / ``timm:NAME``)."""
+    ``torchvision:NAME`` / ``timm:NAME``, or ``hf:NAME_OR_PATH``)."""
     if zoo_of(name) is not None:
         return importlib.import_module("bench.workloads.zoo")
+    if is_hf(name):
+        return importlib.import_module("bench.workloads.hf")
     return importlib.import_module(f"bench.workloads.{FAMILIES[name]}")
 
 

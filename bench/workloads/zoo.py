@@ -64,14 +64,17 @@ def build(
     return workload
 
 
-def zoo_problem(names: list[str]) -> str | None:
-    """The first of ``names`` that is not a classifier of the installed torchvision."""
+def zoo_problem(sides: dict[str, int]) -> str | None:
+    """The first model of ``sides`` (name -> the smallest image side a case gives it) that is
+    not a classifier of the installed torchvision, or that cannot take that side: smaller than
+    the ``min_size`` its weights' metadata give (torchvision's own statement of the smallest
+    input each architecture takes: 32 for convnext, 224 for vit and swin)."""
     import difflib
 
     import torchvision
 
     known = torchvision.models.list_models(module=torchvision.models)
-    for name in names:
+    for name, side in sides.items():
         if name not in known:
             close = difflib.get_close_matches(name, known, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -79,11 +82,29 @@ def zoo_problem(names: list[str]) -> str | None:
                 f"workload = 'torchvision:{name}': not a classifier of torchvision "
                 f"{torchvision.__version__} (torchvision.models.list_models){hint}"
             )
+        smallest = min_side(name)
+        if smallest is not None and side < smallest:
+            return (
+                f"workload = 'torchvision:{name}' takes images of at least {smallest}x{smallest} "
+                f"(its weights' min_size), not image_size = {side}"
+            )
     return None
 
 
+def min_side(name: str) -> int | None:
+    """The smallest square side torchvision says model ``name`` takes, where it says."""
+    import torchvision
+
+    try:
+        weights = list(torchvision.models.get_model_weights(name))
+    except (KeyError, ValueError):
+        return None  # a model without published weights has no metadata
+    sides = [max(w.meta["min_size"]) for w in weights if "min_size" in w.meta]
+    return min(sides) if sides else None
+
+
 def main() -> None:
-    """``python -m bench.workloads.zoo '["convnext_tiny", ...]'``: the check bench runs before a
+    """``python -m bench.workloads.zoo '{"convnext_tiny": 32}'``: the check bench runs before a
     sweep (bench/spec/user_workload.py), in a child Python, as the bench process never imports
     torch. Exit 1 with the problem as the last line of stdout."""
     import json
