@@ -773,3 +773,27 @@ def test_outliers_are_marked_instead_of_flattening_the_other_loss_curves():
         assert span >= 1 / 3, f"{optimizer} spans {span:.0%} of the panel"
     # The time-to-target panel: a target two thirds of the cases reach; the others named.
     assert "not reached by sgd, muon, lbfgs" in plot.caption
+
+
+def test_the_figures_legend_moves_beside_the_last_panel_with_its_entries():
+    # A bar plot's hue legend in the first panel, nothing in the last (a panel that says why it
+    # is empty): the one legend goes beside the last panel and keeps every entry.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    from bench.report.canvas import finish
+
+    data = pd.DataFrame({"compile": ["default"] * 2, "speedup": [0.98, 1.01], "case": ["a", "b"]})
+    fig, (first, last) = plt.subplots(1, 2)
+    sns.barplot(data=data, x="compile", y="speedup", hue="case", ax=first)
+    last.text(0.5, 0.5, "none resolved")
+    finish(fig, data["case"])
+    assert first.get_legend() is None
+    legend = last.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
+    assert legend.get_title().get_text() == "case"
+    plt.close(fig)

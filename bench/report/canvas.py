@@ -69,8 +69,11 @@ def finish(fig: Any, hue: pd.Series | None) -> None:
     legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend() is not None]
     last = fig.axes[-1]
     if legends and last.get_legend() is None:
-        ax, legend = legends[0]
-        handles, labels = ax.get_legend_handles_labels()
+        _, legend = legends[0]
+        # The legend's own entries: seaborn draws a bar plot's hue legend from handles that are
+        # not labelled artists of the axes (get_legend_handles_labels finds none of them).
+        handles = list(legend.legend_handles)
+        labels = [text.get_text() for text in legend.get_texts()]
         last.legend(handles, labels, title=legend.get_title().get_text())
     for ax in fig.axes:
         legend = ax.get_legend()
