@@ -55,8 +55,14 @@ SLOWER = (
     "        x = F.relu(self.fc1(x))\n",
     "        x = F.relu(self.fc1(x) + 0 * self.fc1(x))  # the regression: fc1 computed twice\n",
 )
-KEPT_METRICS = ("step_time_s", "samples_per_s", "tokens_per_s", "final_train_loss")
-KEPT_MEMORY = ("peak_rss_bytes", "lifetime_peak_rss_bytes")
+KEPT_METRICS = (
+    "step_time_s",
+    "samples_per_s",
+    "tokens_per_s",
+    "final_train_loss",
+    "peak_rss_bytes",
+    "lifetime_peak_rss_bytes",
+)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -77,8 +83,6 @@ def run_once(repo: Path) -> float:
 def trim(record: dict[str, Any]) -> dict[str, Any]:
     metrics = record.get("metrics") or {}
     kept = {key: metrics.get(key) for key in KEPT_METRICS if key in metrics}
-    memory = metrics.get("memory") or {}
-    kept["memory"] = {key: memory.get(key) for key in KEPT_MEMORY if key in memory}
     samples = record.get("samples") or {}
     runtime = record.get("runtime") or {}
     return {

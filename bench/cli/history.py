@@ -85,7 +85,7 @@ def cmd_history(args: argparse.Namespace, console: Console) -> int:
     if not hist.series:
         raise UserError(
             f"{', '.join(args.runs)}: no ok record with {', '.join(hist.metrics)} in "
-            f"{len(runs)} runs" + (f" since {args.since}" if since else "")
+            f"{hist.runs} runs" + (f" since {args.since} (of {len(runs)})" if since else "")
         )
     render_terminal(hist, console)
     write_outputs(hist, args.markdown, args.json)

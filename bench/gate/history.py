@@ -34,6 +34,7 @@ from bench.statistics import median, summarize
 
 RUNS_FLOOR = NoiseFloor(0.0, "none: each side is several runs, whose spread holds their drift")
 DEFAULT_LAST = cp.MIN_SIZE
+NEARBY = 2
 RESAMPLES = 1000
 
 
@@ -85,6 +86,9 @@ class FoundChange:
     """The segment after the change point against the segment before it."""
     changed: dict[str, list[Any]]
     """What else differs between the run before and this run: commit, dirty, versions."""
+    nearby: list[dict[str, Any]]
+    """What changed between neighbouring runs up to :data:`NEARBY` runs either side (a change
+    point may land a run or two off where noisy runs border the change): index, run, changes."""
 
 
 @dataclass(frozen=True)
@@ -271,6 +275,7 @@ def _analyse(
                     c.p_value,
                     change,
                     what_changed(previous, at),
+                    _nearby(points, c.index),
                 )
             )
         else:
@@ -293,6 +298,14 @@ def _analyse(
         below,
         newest,
     )
+
+
+def _nearby(points: list[Point], index: int) -> list[dict[str, Any]]:
+    found = []
+    for i in range(max(1, index - NEARBY), min(len(points), index + NEARBY + 1)):
+        if i != index and (changed := what_changed(points[i - 1], points[i])):
+            found.append({"index": i, "run_id": points[i].run_id, "changed": changed})
+    return found
 
 
 def what_changed(before: Point, at: Point) -> dict[str, list[Any]]:

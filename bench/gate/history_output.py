@@ -13,7 +13,7 @@ from bench import atomic
 from bench.comparison_rule import ALPHA
 from bench.gate import change_points as cp
 from bench.gate.compare_output import STYLES, format_value
-from bench.gate.history import Change, History, Series
+from bench.gate.history import Change, FoundChange, History, Series
 
 HEADERS = [
     "series",
@@ -39,13 +39,24 @@ def _change_cells(change: Change, unit: str) -> list[str]:
     ]
 
 
-def _changed_text(changed: dict[str, list]) -> str:
+def _changes(changed: dict[str, list]) -> str:
     parts = []
     for key, (old, new) in changed.items():
         if key == "commit":
             old, new = (str(old or "none")[:10], str(new or "none")[:10])
         parts.append(f"{key} {old} -> {new}")
-    return ", ".join(parts) or "nothing recorded (same commit and versions)"
+    return ", ".join(parts)
+
+
+def _changed_text(c: FoundChange) -> str:
+    """What changed at the change point's run, else at the runs next to it."""
+    if c.changed:
+        return _changes(c.changed)
+    near = [
+        f"at run {n['index'] + 1} ({n['index'] - c.index:+d}): {_changes(n['changed'])}"
+        for n in c.nearby
+    ]
+    return "nothing at this run; " + "; ".join(near) if near else "nothing recorded nearby"
 
 
 def series_label(s: Series) -> str:
@@ -68,7 +79,7 @@ def rows(hist: History) -> list[list[str]]:
                     f"{c.p_value:.2g} (rule {c.change.p_value:.2g})",
                     f"{c.change.num_runs_base} vs {c.change.num_runs_cand}",
                     f"change point: {c.change.verdict}",
-                    _changed_text(c.changed),
+                    _changed_text(c),
                 ]
             )
         newest = s.newest
