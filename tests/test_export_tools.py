@@ -174,3 +174,13 @@ def test_without_the_extra_the_export_names_the_install_command(fmt, module, mon
     )
     with pytest.raises(UserError, match=rf"pip install 'bench\[{fmt}\]'"):
         export(*args)
+
+
+def test_a_suite_name_in_the_records_never_leads_out_of_the_logdir(hand_run, tmp_path, capsys):
+    pytest.importorskip("tensorboard", reason="needs TensorBoard: pip install 'bench[tensorboard]'")
+    record = json.loads((hand_run / "records.jsonl").read_text())
+    (hand_run / "records.jsonl").write_text(json.dumps({**record, "suite": "../../out"}) + "\n")
+    logdir = tmp_path / "a" / "b"
+    assert main(["export", str(hand_run), "--format", "tensorboard", "-o", str(logdir)]) == 2
+    assert "records' suite '../../out': not a name for a folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

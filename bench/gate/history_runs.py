@@ -117,9 +117,9 @@ def find_runs(args: list[str], results: Path) -> list[Run]:
 
 def suite_runs(name: str, folder: Path, results: Path) -> list[Path]:
     """Run directories of suite ``name``: those in its folder, then the baselines holding it."""
-    runs = sorted(p.parent for p in folder.glob(f"*/{RECORDS}")) if folder.is_dir() else []
     if folder.name in NOT_SUITES:
         return []
+    runs = sorted(p.parent for p in folder.glob(f"*/{RECORDS}")) if folder.is_dir() else []
     for baseline in baseline_names(results):
         directory = results / BASELINES / baseline
         records = read_records(directory)

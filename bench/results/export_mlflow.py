@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.names import NAME_RULE, is_path_name
 from bench.results.export import RunCases, combine
 from bench.results.export_dashboards import peak_memory, samples_per_step, step_summary
 from bench.results.metrics import METRIC_PATHS
@@ -51,6 +52,8 @@ def export_mlflow(
     suite = str(next(iter(run.cases.values()))[1][0].get("suite"))
     experiment = client.get_experiment_by_name(suite)
     if experiment is None:
+        if store is not None and not is_path_name(suite):  # from the records: stay in STORE
+            raise UserError(f"records' suite {suite!r}: not a name for a folder ({NAME_RULE})")
         location = (store.resolve() / "artifacts" / suite).as_uri() if store else None
         experiment_id = client.create_experiment(suite, artifact_location=location)
     else:

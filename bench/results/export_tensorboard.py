@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.names import is_path_name
+from bench.names import NAME_RULE, is_path_name
 from bench.results.export import RunCases, combine
 from bench.results.export_dashboards import peak_memory, samples_per_step, step_summary
 from bench.results.metrics import METRIC_PATHS
@@ -54,7 +54,11 @@ def export_tensorboard(run: RunCases, logdir: Path) -> list[Path]:
     from tensorboard.plugins.hparams import summary_v2
 
     first = next(iter(run.cases.values()))[1][0]
-    root = logdir / str(first.get("suite")) / str(first.get("run_id"))
+    suite, run_id = str(first.get("suite")), str(first.get("run_id"))
+    for what, name in (("suite", suite), ("run_id", run_id)):
+        if not is_path_name(name):  # from the records: never a way out of LOGDIR
+            raise UserError(f"records' {what} {name!r}: not a name for a folder ({NAME_RULE})")
+    root = logdir / suite / run_id
     wall = time.time()
     written = []
     for case_id, (_, ok) in run.cases.items():
