@@ -34,7 +34,7 @@ from bench.statistics import median, summarize
 
 RUNS_FLOOR = NoiseFloor(0.0, "none: each side is several runs, whose spread holds their drift")
 DEFAULT_LAST = cp.MIN_SIZE
-NEARBY = 2
+NEARBY = cp.MIN_SIZE  # a change point lands up to a segment's fewest runs off, in noise
 RESAMPLES = 1000
 
 
@@ -88,7 +88,7 @@ class FoundChange:
     """What else differs between the run before and this run: commit, dirty, versions."""
     nearby: list[dict[str, Any]]
     """What changed between neighbouring runs up to :data:`NEARBY` runs either side (a change
-    point may land a run or two off where noisy runs border the change): index, run, changes."""
+    point may land runs off where noisy runs border the change): index, run, changes."""
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,10 @@ def _changed_text(c: FoundChange) -> str:
     return "nothing at this run; " + "; ".join(near) if near else "nothing recorded nearby"
 
 
+def _p(p: float) -> str:
+    return f"{p:.2g}" if p > 0 else "<1e-300"  # a p that underflowed is not zero
+
+
 def series_label(s: Series) -> str:
     return f"{s.label} ({s.case_id}) on {s.machine}"
 
@@ -76,7 +80,7 @@ def rows(hist: History) -> list[list[str]]:
                     f"{c.index + 1}: {c.run_id}",
                     (c.commit or "unknown")[:10],
                     *_change_cells(c.change, s.unit),
-                    f"{c.p_value:.2g} (rule {c.change.p_value:.2g})",
+                    f"{_p(c.p_value)} (rule {_p(c.change.p_value)})",
                     f"{c.change.num_runs_base} vs {c.change.num_runs_cand}",
                     f"change point: {c.change.verdict}",
                     _changed_text(c),
@@ -108,7 +112,7 @@ def rows(hist: History) -> list[list[str]]:
                 f"newest {hist.last}: to {last.run_id}",
                 (last.commit or "unknown")[:10],
                 *_change_cells(newest, s.unit),
-                f"{newest.p_value:.2g}",
+                _p(newest.p_value),
                 f"{newest.num_runs_base} vs {newest.num_runs_cand}",
                 newest.verdict,
                 newest.note,

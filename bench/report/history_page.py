@@ -41,6 +41,9 @@ def series_plot(series: dict[str, Any], last: int) -> Plot:
             color="C3",
             fontsize=8,
         )
+    for index in range(1, len(points)):  # where the suite's repository moved to another commit
+        if points[index]["commit"] != points[index - 1]["commit"]:
+            ax.axvline(index + 0.5, color="0.4", linestyle=":")
     if len(points) > last:
         ax.axvspan(len(points) - last + 0.5, len(points) + 0.5, color="0.85", zorder=0)
     ax.set_xlabel("run (in the order they ran)")
@@ -49,7 +52,7 @@ def series_plot(series: dict[str, Any], last: int) -> Plot:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{series['case_id']}-{series['metric']}")
     caption = (
         f"{series['label']} on {series['machine']}: per-run median and its 95% interval; red "
-        f"lines: change points; grey: the newest {last} runs"
+        f"dashed lines: change points; dotted: a new commit; grey: the newest {last} runs"
     )
     return Plot(name, f"{series['label']}: {series['metric']}", caption, fig)
 
