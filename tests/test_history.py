@@ -146,3 +146,17 @@ def test_runs_of_another_machine_make_their_own_series(runs):
     for s in split.series:
         assert len(s.points) == 6
         assert {p.run_id for p in s.points} <= {r.run_id for r in moved if r.machine == s.machine}
+
+
+@pytest.mark.parametrize("start", [20, 21])
+def test_a_change_in_the_last_nights_fails_the_newest_runs(runs, start):
+    """The MLP doubled from run ``start`` of 24: E-Divisive places the change there, and the
+    newest 3 runs (all doubled) are judged regressed against the runs before the change, also
+    when the change is older than the newest 3 (then fewer than 3 doubled runs precede them)."""
+    series = next(
+        s
+        for s in history(scaled(runs[:24], MLP, start, 2.0), ["step_time"]).series
+        if s.case_id == MLP
+    )
+    assert [c.index for c in series.change_points] == [start]
+    assert series.alert and series.newest.num_runs_base == start

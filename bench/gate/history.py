@@ -280,12 +280,6 @@ def _analyse(
             )
         else:
             below.append(c.index)
-    newest = None
-    if len(points) >= last + cp.MIN_SIZE:
-        start = max([0, *(c.index for c in kept if c.index <= len(points) - last)])
-        before = points[start : len(points) - last]
-        if len(before) >= cp.MIN_SIZE:
-            newest = judge_stretches(before, points[-last:], metric, threshold)
     return Series(
         machine,
         case_id,
@@ -296,8 +290,24 @@ def _analyse(
         points,
         kept,
         below,
-        newest,
+        _newest(points, [c.index for c in kept], metric, threshold, last),
     )
+
+
+def _newest(
+    points: list[Point], kept: list[int], metric: Metric, threshold: float, last: int
+) -> Change | None:
+    """The newest ``last`` runs against the segment before them: from the last kept change
+    point before them. Where fewer than :data:`~bench.gate.change_points.MIN_SIZE` runs of that
+    segment come before them (a change a night or two old), against the segment before it."""
+    end = len(points) - last
+    bounds = [0, *sorted(i for i in kept if i < end)]
+    start = bounds[-1]
+    if end - start < cp.MIN_SIZE and len(bounds) > 1:
+        start, end = bounds[-2], start
+    if end - start < cp.MIN_SIZE:
+        return None
+    return judge_stretches(points[start:end], points[-last:], metric, threshold)
 
 
 def _nearby(points: list[Point], index: int) -> list[dict[str, Any]]:
