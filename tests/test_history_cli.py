@@ -88,6 +88,7 @@ def test_since_keeps_the_later_runs(results, capsys):
         (["--metric", "speed"], "invalid choice: 'speed'"),
         (["--last", "0"], "--last 0: must be a positive number of runs"),
         (["--threshold", "150%"], "expected a percentage between 0% and 100%"),
+        (["--threshold", "step_time=off"], "step_time set off: no metric left to follow"),
         (["--since", "2099-01-01"], "no ok record with step_time in 0 runs since 2099-01-01"),
     ],
 )

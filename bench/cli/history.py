@@ -45,9 +45,11 @@ def add_commands(commands: Any) -> None:
     )
     history.add_argument(
         "--threshold",
-        default="5%",
-        metavar="PCT",
-        help="smallest change that counts, for change points and the newest runs",
+        action="append",
+        default=[],
+        metavar="[METRIC=]PCT",
+        help="smallest change that counts, for change points and the newest runs (default 5%%): "
+        "5%%, step_time=3%%, as bench compare takes it",
     )
     history.add_argument("--json", type=Path, metavar="FILE", help="write the history as JSON")
     history.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
@@ -55,18 +57,8 @@ def add_commands(commands: Any) -> None:
     history.add_argument("--results", type=Path, default=Path("results"), help="where runs are")
 
 
-def _threshold(text: str) -> float:
-    number = text.removesuffix("%")
-    try:
-        fraction = float(number) / 100
-    except ValueError:
-        fraction = None
-    if not text.endswith("%") or fraction is None or not 0 < fraction < 1:
-        raise UserError(f"--threshold {text!r}: expected a percentage between 0% and 100%, e.g. 5%")
-    return fraction
-
-
 def cmd_history(args: argparse.Namespace, console: Console) -> int:
+    from bench.gate.compare import parse_thresholds
     from bench.gate.history import history
     from bench.gate.history_output import render_terminal, write_outputs
     from bench.gate.history_runs import find_runs, parse_since
@@ -78,10 +70,13 @@ def cmd_history(args: argparse.Namespace, console: Console) -> int:
         check_out_dir(args.html, "--html")
     if args.last < 1:
         raise UserError(f"--last {args.last}: must be a positive number of runs")
-    threshold = _threshold(args.threshold)
+    thresholds = parse_thresholds(args.threshold)
+    metrics = args.metric or ["step_time"]
+    if all(thresholds[m] is None for m in metrics):
+        raise UserError(f"--threshold: {', '.join(metrics)} set off: no metric left to follow")
     since = parse_since(args.since)
     runs = find_runs(args.runs, args.results)
-    hist = history(runs, args.metric or ["step_time"], threshold, args.last, since)
+    hist = history(runs, metrics, thresholds, args.last, since)
     if not hist.series:
         raise UserError(
             f"{', '.join(args.runs)}: no ok record with {', '.join(hist.metrics)} in "

@@ -116,7 +116,8 @@ class History:
     suites: list[str]
     runs: int
     metrics: list[str]
-    threshold: float
+    thresholds: dict[str, float]
+    """The threshold of each metric followed (``--threshold``, as bench compare takes it)."""
     last: int
     since: str | None
     machines: list[str]
@@ -146,7 +147,7 @@ class History:
                 "alpha_change_point": cp.ALPHA,
                 "permutations": cp.PERMUTATIONS,
                 "min_size": cp.MIN_SIZE,
-                "threshold": self.threshold,
+                "thresholds": self.thresholds,
                 "confidence": CONFIDENCE,
                 "alpha": ALPHA,
                 "last": self.last,
@@ -159,11 +160,14 @@ class History:
 def history(
     runs: list[Run],
     metrics: list[str],
-    threshold: float = DEFAULT_THRESHOLD,
+    thresholds: dict[str, float | None] | None = None,
     last: int = DEFAULT_LAST,
     since: datetime | None = None,
 ) -> History:
-    """The series of ``runs`` (ordered by start time) for each metric, analysed."""
+    """The series of ``runs`` (ordered by start time) for each metric, analysed; a metric
+    whose threshold is None (``step_time=off``) is not followed."""
+    given = thresholds or {}
+    limits = {m: t for m in metrics if (t := given.get(m, DEFAULT_THRESHOLD)) is not None}
     runs = [run for run in runs if since is None or run.started_at >= since]
     configs = {r["case_id"]: r["config"] for run in runs for r in run.records}
     labels = case_labels(configs)
@@ -173,7 +177,7 @@ def history(
         on_machine = [run for run in runs if run.machine == machine]
         case_ids = list(dict.fromkeys(r["case_id"] for run in on_machine for r in run.records))
         for case_id in case_ids:
-            for name in metrics:
+            for name, threshold in limits.items():
                 points = _points(on_machine, case_id, METRIC[name])
                 if points:
                     series.append(
@@ -185,8 +189,8 @@ def history(
     return History(
         suites,
         len(runs),
-        metrics,
-        threshold,
+        list(limits),
+        limits,
         last,
         since.isoformat() if since else None,
         machines,

@@ -131,6 +131,10 @@ def headline(hist: History) -> str:
     )
 
 
+def _thresholds(hist: History) -> str:
+    return ", ".join(f"{name} ±{t * 100:g}%" for name, t in hist.thresholds.items())
+
+
 def notes(hist: History) -> list[str]:
     lines = []
     if len(hist.machines) > 1:
@@ -141,13 +145,13 @@ def notes(hist: History) -> list[str]:
     if below:
         lines.append(
             f"{below} change points found by E-Divisive were not kept: the rule did not resolve "
-            f"their change beyond ±{hist.threshold:.0%}"
+            f"their change beyond the threshold ({_thresholds(hist)})"
         )
     lines.append(
         f"method: E-Divisive means (Matteson & James 2014) on the log of the per-run medians, "
         f"permutation test at p <= {cp.ALPHA} ({cp.PERMUTATIONS} permutations), each change kept "
         f"when the whole 95% bootstrap interval of the segments' ratio lies beyond "
-        f"±{hist.threshold:.0%} and a one-sided Mann-Whitney test has p <= {ALPHA}"
+        f"the threshold ({_thresholds(hist)}) and a one-sided Mann-Whitney test has p <= {ALPHA}"
     )
     if hist.failed:
         lines.append(f"exit code 1: the newest {hist.last} runs regressed in a series")
