@@ -78,18 +78,31 @@ def main() -> None:
     print(f"false alarms (newest 3 regressed): {alarms} of {nights} nights")
     for factor in SCALES:
         hits = early = trials = 0
-        for runs in unchanged_histories().values():
+        per_history = {}
+        for name, runs in unchanged_histories().items():
+            counts = {"exact": 0, "within_1": 0, "trials": 0}
             cases = list(dict.fromkeys(r["case_id"] for r in runs[0].records))
             for case_id in cases:
                 for start in range(3, len(runs) - 2):
                     trial = history(scaled(runs, case_id, start, factor), ["step_time"])
                     series = next(s for s in trial.series if s.case_id == case_id)
                     indices = [c.index for c in series.change_points]
-                    trials += 1
-                    hits += indices == [start]
-                    early += start in indices or any(abs(i - start) <= 1 for i in indices)
-        summary["injected"][str(factor)] = {"exact": hits, "within_1": early, "trials": trials}
+                    counts["trials"] += 1
+                    counts["exact"] += indices == [start]
+                    counts["within_1"] += any(abs(i - start) <= 1 for i in indices)
+            per_history[name] = counts
+            hits += counts["exact"]
+            early += counts["within_1"]
+            trials += counts["trials"]
+        summary["injected"][str(factor)] = {
+            "exact": hits,
+            "within_1": early,
+            "trials": trials,
+            "per_history": per_history,
+        }
         print(f"x{factor}: found at the run {hits}/{trials}, within one run {early}/{trials}")
+        for name, counts in per_history.items():
+            print(f"    {name}: {counts['exact']}/{counts['trials']}, {counts['within_1']}")
     runs = find_runs([str(FIXTURES / "history" / "runs")], NO_RESULTS)
     whole = history(runs, ["step_time"])
     points = {s.label: [c.index for c in s.change_points] for s in whole.series}
