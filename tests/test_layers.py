@@ -2,6 +2,7 @@
 ``__init__`` files hold a docstring only, and import-linter's contracts in pyproject.toml hold."""
 
 import ast
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -59,12 +60,19 @@ def _torch_after(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
         ["list"],
         ["report", "--results", str(FIXTURES / "report" / "results")],
         ["compare", str(FIXTURES / "compare" / "run1"), str(FIXTURES / "compare" / "run2")],
+        ["history", str(FIXTURES / "history" / "runs")],
+        ["export", str(FIXTURES / "history" / "runs" / "20261204-013942"), "--format"],
     ],
-    ids=["list", "report", "compare"],
+    ids=["list", "report", "compare", "history", "export"],
 )
 def test_commands_of_the_bench_process_never_import_torch(argv, tmp_path):
     if argv[0] == "report":
         argv = [*argv, "--out", str(tmp_path / "report")]
+    if argv[0] == "history":
+        argv = [*argv, "--results", str(tmp_path), "--html", str(tmp_path / "history")]
+    if argv[0] == "export":  # TensorBoard where it is installed, else Bencher's JSON
+        tensorboard = importlib.util.find_spec("tensorboard") is not None
+        argv += ["tensorboard" if tensorboard else "bencher", "-o", str(tmp_path / "out")]
     done = _torch_after(argv, ROOT)
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("NO-TORCH"), done.stdout[-2000:] + done.stderr[-2000:]

@@ -20,6 +20,7 @@ from bench.cli.arguments import (
     EXIT_TERMINATED,
     SET_HELP,
     Parser,
+    check_out_dir,
     count_runs,
     planned_cases,
     run_dir_of,
@@ -28,6 +29,8 @@ from bench.cli.run import execute
 from bench.errors import UserError
 
 RESULTS_HELP = "where runs and baselines/ are"
+EXPORT_FORMATS = ("pytest-benchmark", "github-action-benchmark", "bencher", "mlflow", "tensorboard")
+FILE_FORMATS = EXPORT_FORMATS[:3]
 
 
 def add_commands(commands: Any) -> None:
@@ -112,10 +115,19 @@ def add_commands(commands: Any) -> None:
     export.set_defaults(handler=cmd_export)
     export.add_argument("run", help="run directory, or a suite (its latest run)")
     export.add_argument(
-        "--format", choices=("pytest-benchmark",), required=True, help="the format to write"
+        "--format", choices=EXPORT_FORMATS, required=True, help="the format to write"
     )
     export.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="FILE", help="the file to write"
+        "-o",
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="the file to write (pytest-benchmark, github-action-benchmark, bencher: required); "
+        "the store's directory (mlflow: default MLflow's own, MLFLOW_TRACKING_URI or ./mlflow.db; "
+        "tensorboard: default RESULTS/tensorboard)",
+    )
+    export.add_argument(
+        "--report", type=Path, metavar="FILE", help="mlflow: a report file to attach to each run"
     )
     export.add_argument("--results", type=Path, default=Path("results"), help=RESULTS_HELP)
 
@@ -294,15 +306,59 @@ def _side_settings(
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from bench.results.export import export_pytest_benchmark
-    from bench.results.store import write_json
+    from bench.results.export import read_run_cases
 
-    if not args.output.parent.is_dir():
-        raise UserError(f"{args.output}: no such directory {args.output.parent}")
-    document, left_out = export_pytest_benchmark(run_dir_of(args.run, args.results))
-    for case in left_out:
+    if args.format in FILE_FORMATS and args.output is None:
+        raise UserError(f"--format {args.format} needs -o FILE: the file to write")
+    if args.output is not None and args.format in FILE_FORMATS:
+        if not args.output.parent.is_dir():
+            raise UserError(f"{args.output}: no such directory {args.output.parent}")
+    elif args.output is not None:
+        check_out_dir(args.output, "-o")
+    if args.report is not None and (args.format != "mlflow" or not args.report.is_file()):
+        raise UserError(f"--report {args.report}: a report file, for --format mlflow only")
+    run_dir = run_dir_of(args.run, args.results)
+    run = read_run_cases(run_dir)
+    for case in run.left_out:
         print(f"bench: warning: case {case}: not exported", file=sys.stderr)
-    write_json(args.output, document)
-    console.print(f"{len(document['benchmarks'])} benchmarks written: {args.output}")
-    console.print(f"compare with: pytest-benchmark compare {args.output}")
+    if args.format == "pytest-benchmark":
+        from bench.results.export import export_pytest_benchmark
+        from bench.results.store import write_json
+
+        document, _ = export_pytest_benchmark(run_dir)
+        write_json(args.output, document)
+        console.print(f"{len(document['benchmarks'])} benchmarks written: {args.output}")
+        console.print(f"compare with: pytest-benchmark compare {args.output}")
+    elif args.format == "github-action-benchmark":
+        from bench.atomic import write_json as write_whole
+        from bench.results.export_dashboards import github_action_benchmark
+
+        smaller, bigger = github_action_benchmark(run)
+        bigger_path = args.output.with_name(f"{args.output.stem}-bigger{args.output.suffix}")
+        write_whole(args.output, smaller, indent=2)
+        console.print(f"{len(smaller)} entries: {args.output} (tool: customSmallerIsBetter)")
+        if bigger:
+            write_whole(bigger_path, bigger, indent=2)
+            console.print(f"{len(bigger)} entries: {bigger_path} (tool: customBiggerIsBetter)")
+    elif args.format == "bencher":
+        from bench.atomic import write_json as write_whole
+        from bench.results.export_dashboards import bencher
+
+        document = bencher(run)
+        write_whole(args.output, document, indent=2)
+        console.print(f"{len(document)} benchmarks written: {args.output}")
+        console.print(f"track with: bencher run --adapter json --file {args.output}")
+    elif args.format == "mlflow":
+        from bench.results.export_mlflow import export_mlflow
+
+        uri, ids = export_mlflow(run, run_dir, args.output, args.report)
+        console.print(f"{len(ids)} MLflow runs logged to {uri}")
+        console.print(f"see them with: mlflow ui --backend-store-uri {uri}")
+    else:
+        from bench.results.export_tensorboard import export_tensorboard
+
+        logdir = args.output or args.results / "tensorboard"
+        folders = export_tensorboard(run, logdir)
+        console.print(f"{len(folders)} TensorBoard runs written under {folders[0].parent}")
+        console.print(f"see them with: tensorboard --logdir {logdir}")
     return 0

@@ -3,6 +3,7 @@
 Each command family adds its own subcommands and handlers: :mod:`bench.cli.run` (run),
 :mod:`bench.cli.report` (report), :mod:`bench.cli.estimate` (estimate), :mod:`bench.cli.info`
 (list, env), :mod:`bench.cli.gating` (compare, baseline, gate, ab, export),
+:mod:`bench.cli.history` (history),
 :mod:`bench.cli.cache` (cache) and :mod:`bench.cli.calibrate` (calibrate). Bad input of any kind
 is one line on stderr and exit code 2, with nothing written to disk.
 """
@@ -15,7 +16,7 @@ import warnings
 
 from rich.console import Console
 
-from bench.cli import cache, calibrate, estimate, gating, info, report, run
+from bench.cli import cache, calibrate, estimate, gating, history, info, report, run
 from bench.cli.arguments import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, Parser, exit_code
 from bench.errors import Terminated, UserError
 
@@ -23,7 +24,7 @@ from bench.errors import Terminated, UserError
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="bench", description="Benchmark PyTorch 2.x training and fine-tuning.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for family in (run, report, estimate, info, gating, cache, calibrate):
+    for family in (run, report, estimate, info, gating, history, cache, calibrate):
         family.add_commands(commands)
     return parser
 

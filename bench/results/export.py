@@ -9,6 +9,7 @@ are the benchmark's ``params``; throughput, MFU, memory, energy and the other fi
 """
 
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,27 +55,63 @@ MAX_METRICS = {
 }
 
 
-def export_pytest_benchmark(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    """The pytest-benchmark document of a run, and the cases left out (no ok record), as text."""
+@dataclass(frozen=True)
+class RunCases:
+    """A run as every exporter reads it: its cases with measured steps, and what it ran on."""
+
+    env: dict[str, Any]
+    manifest: dict[str, Any]
+    axes: list[str]
+    """The settings that vary between the run's cases (a case's parameters)."""
+    cases: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+    """case id: (all its records, its ok records with measured steps)."""
+    left_out: list[str]
+    """Cases without measured steps, as text (their statuses)."""
+
+    def name(self, case_id: str) -> str:
+        """``suite[param-param]``: a case's name in every export (pytest-benchmark's style)."""
+        config = self.cases[case_id][1][0]["config"]
+        suite = str(self.cases[case_id][1][0].get("suite"))
+        param = "-".join(str(config.get(axis)) for axis in self.axes)
+        return f"{suite}[{param or case_id}]"
+
+    def params(self, case_id: str) -> dict[str, Any] | None:
+        config = self.cases[case_id][1][0]["config"]
+        return {axis: config.get(axis) for axis in self.axes} or None
+
+
+def read_run_cases(run_dir: Path) -> RunCases:
+    """The cases of a run with measured steps; an error when it has none."""
     if not (run_dir / RECORDS).is_file():
         raise UserError(f"{run_dir}: not a run directory (it has no {RECORDS})")
     records = read_records(run_dir)
     env = read_json(run_dir / ENV)
     manifest = read_json(run_dir / MANIFEST) if (run_dir / MANIFEST).is_file() else {}
-    cases: dict[str, list[dict[str, Any]]] = {}
+    grouped: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         if PROBE_FLAG not in (record.get("flags") or []):
-            cases.setdefault(record["case_id"], []).append(record)
-    axes = varying_keys([case[0]["config"] for case in cases.values()])
-    benchmarks, left_out = [], []
-    for case_id, case in cases.items():
+            grouped.setdefault(record["case_id"], []).append(record)
+    axes = varying_keys([case[0]["config"] for case in grouped.values()])
+    cases, left_out = {}, []
+    for case_id, case in grouped.items():
         ok = [r for r in case if r["status"] == "ok" and (r.get("samples") or {}).get(STEPS)]
         if ok:
-            benchmarks.append(_benchmark(case_id, case, ok, axes, manifest))
+            cases[case_id] = (case, ok)
         else:
             left_out.append(f"{case_id} ({status_summary(case)}, no measured steps)")
-    if not benchmarks:
+    if not cases:
         raise UserError(f"{run_dir}: no case with measured steps to export")
+    return RunCases(env, manifest, axes, cases, left_out)
+
+
+def export_pytest_benchmark(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """The pytest-benchmark document of a run, and the cases left out (no ok record), as text."""
+    run = read_run_cases(run_dir)
+    env, manifest = run.env, run.manifest
+    benchmarks = [
+        _benchmark(run, case_id, case, ok, manifest) for case_id, (case, ok) in run.cases.items()
+    ]
+    left_out = run.left_out
     document = {
         "machine_info": machine_info(env),
         "commit_info": commit_info(env),
@@ -86,17 +123,17 @@ def export_pytest_benchmark(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
 
 
 def _benchmark(
+    run: RunCases,
     case_id: str,
     case: list[dict[str, Any]],
     ok: list[dict[str, Any]],
-    axes: list[str],
     manifest: dict[str, Any],
 ) -> dict[str, Any]:
     config = ok[0]["config"]
     suite = str(ok[0].get("suite"))
-    params = {axis: config.get(axis) for axis in axes} or None
+    params = run.params(case_id)
     param = "-".join(str(value) for value in params.values()) if params else None
-    name = f"{suite}[{param or case_id}]"
+    name = run.name(case_id)
     stats = Stats()
     for record in ok:
         for step_time in record["samples"][STEPS]:
@@ -108,9 +145,9 @@ def _benchmark(
         "device_name": (ok[0].get("runtime") or {}).get("device_name"),
     }
     for key, path in MEDIAN_METRICS.items():
-        extra[key] = _combine(ok, path, median)
+        extra[key] = combine(ok, path, median)
     for key, path in MAX_METRICS.items():
-        extra[key] = _combine(ok, path, max)
+        extra[key] = combine(ok, path, max)
     extra["flags"] = sorted({flag for r in ok for flag in r.get("flags") or []})
     extra["config"] = config
     return {
@@ -132,7 +169,7 @@ def _benchmark(
     }
 
 
-def _combine(records: list[dict[str, Any]], path: tuple[str, ...], how) -> float | None:
+def combine(records: list[dict[str, Any]], path: tuple[str, ...], how) -> float | None:
     values = [v for r in records if (v := metric_value(r, *path)) is not None]
     return how(values) if values else None
 
