@@ -62,7 +62,10 @@ max_time_s = 2.0
 repeats = 1
 """
 
-EXTRA_WORK = """
+EXTRA_WORK = {
+    # Extra (8, 784) x (784, 16) matrix products: torch work in the step, costlier inside it than
+    # in a tight loop, and not linear in the count for a few products (caches, dispatch).
+    "matmul": """
 
 # Added by benchmarks/ab_power.py: a slower commit. Every forward pass does {units} extra
 # (8, 784) x (784, 16) matrix products (no autograd: neither operand needs a gradient):
@@ -79,9 +82,30 @@ def _slower_forward(self, x):
 
 
 MLP.forward = _slower_forward
-"""
+""",
+    # Iterations of a Python loop in forward, as a user's per-step Python code costs: host work
+    # linear in the count, and fine-grained (about 20 ns each), for a slowdown of a few percent.
+    "python": """
 
-UNIT_COST = """\
+# Added by benchmarks/ab_power.py: a slower commit. Every forward pass runs a Python loop of
+# {units} iterations: {percent:+.1f}% on the step time by the cost line calibrated on this
+# machine (made.json).
+_forward = MLP.forward
+
+
+def _slower_forward(self, x):
+    total = 0
+    for i in range({units}):
+        total += i
+    return _forward(self, x)
+
+
+MLP.forward = _slower_forward
+""",
+}
+
+UNIT_COST = {
+    "matmul": """\
 import time, torch
 torch.set_num_threads(1)
 x, w = torch.randn(8, 784), torch.randn(784, 16)
@@ -94,7 +118,19 @@ for _ in range(5):
         torch.mm(x, w)
     best = min(best, (time.perf_counter() - start) / 2000)
 print(best)
-"""
+""",
+    "python": """\
+import time
+best = float("inf")
+for _ in range(5):
+    start = time.perf_counter()
+    total = 0
+    for i in range(100_000):
+        total += i
+    best = min(best, (time.perf_counter() - start) / 100_000)
+print(best)
+""",
+}
 
 
 def git(repo: Path, *args: str) -> str:
@@ -132,12 +168,12 @@ def base_step_s(repo: Path) -> float:
     return medians[1]
 
 
-def slower_commit(repo: Path, name: str, units: int, percent: float) -> None:
+def slower_commit(repo: Path, name: str, units: int, percent: float, work: str) -> None:
     git(repo, "checkout", "-q", "base")
     with (repo / "bench" / "workloads" / "mlp.py").open("a") as module:
-        module.write(EXTRA_WORK.format(units=units, percent=percent))
+        module.write(EXTRA_WORK[work].format(units=units, percent=percent))
     git(repo, "checkout", "-q", "-B", name)
-    git(repo, "commit", "-q", "-am", f"slower: {units} extra matrix products per forward")
+    git(repo, "commit", "-q", "-am", f"slower: {units} units of extra {work} work per forward")
 
 
 def ab_job(repo: Path, rounds: int) -> subprocess.CompletedProcess:
@@ -162,27 +198,34 @@ def measured_slowdown(repo: Path, rounds: int = 3) -> float:
     return step.ratio - 1
 
 
-def cost_line(repo: Path, units: int, rounds: int = 5) -> dict[str, Any]:
+def cost_line(repo: Path, units: int, work: str, rounds: int = 5) -> dict[str, Any]:
     """The slower commit's cost as a line, change = fixed + per_unit x units, through two
-    calibration jobs of ``rounds`` rounds: 0 extra products (the patched forward's own call,
-    about 1.5% of the tiny MLP's step here) and ``units`` of them (about a 20% slowdown). A
+    calibration jobs of ``rounds`` rounds: 0 units of extra work (the patched forward's own
+    call) and ``units`` of them (about a 20% slowdown). A
     product costs more inside the step than in a tight loop (cache, dispatch), and the wrapper
     costs something without any product, so neither the tight-loop unit nor a single
     measurement of a small count (a job's noise is about +-2%) can size a 2% commit."""
     measured = {}
     for count in (0, units):
-        slower_commit(repo, "calibration", count, 0.0)
+        slower_commit(repo, "calibration", count, 0.0, work)
         measured[count] = measured_slowdown(repo, rounds)
         print(f"calibration: {count} products measured {measured[count]:+.1%}", flush=True)
     per_unit = (measured[units] - measured[0]) / units
-    return {"fixed": measured[0], "per_unit": per_unit, "measured": measured, "rounds": rounds}
+    return {
+        "work": work,
+        "fixed": measured[0],
+        "per_unit": per_unit,
+        "measured": measured,
+        "rounds": rounds,
+    }
 
 
 def calibrated_commit(repo: Path, name: str, slowdown: float, line: dict[str, Any]) -> int:
     """Commit ``name`` with the count of extra products the cost line gives for ``slowdown``
     (at least one: the commit does some extra work)."""
     units = max(1, round((slowdown - line["fixed"]) / line["per_unit"]))
-    slower_commit(repo, name, units, 100 * (line["fixed"] + units * line["per_unit"]))
+    percent = 100 * (line["fixed"] + units * line["per_unit"])
+    slower_commit(repo, name, units, percent, line["work"])
     return units
 
 
@@ -272,6 +315,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "ab_power")
     parser.add_argument("--slowdowns", type=float, nargs="+", default=[0.20, 0.02])
+    parser.add_argument(
+        "--work",
+        choices=sorted(EXTRA_WORK),
+        default="matmul",
+        help="what the slower commits add to forward: matrix products or a Python loop",
+    )
     parser.add_argument("--analyse-only", action="store_true", help="judge the recorded trials")
     args = parser.parse_args()
     if not args.analyse_only:
@@ -296,15 +345,16 @@ def record(args: argparse.Namespace) -> None:
         repo.mkdir()
         project_copy(repo)
         step = base_step_s(repo)
-        unit = float(subprocess.check_output([sys.executable, "-c", UNIT_COST], text=True))
+        cost = UNIT_COST[args.work]
+        unit = float(subprocess.check_output([sys.executable, "-c", cost], text=True))
         estimate = max(1, round(0.20 * step / unit))  # the line's far point: about 20%
-        line = cost_line(repo, estimate)
+        line = cost_line(repo, estimate, args.work)
         names = {}
         for slowdown in args.slowdowns:
             name = f"slower-{slowdown * 100:g}pct"
             names[name] = calibrated_commit(repo, name, slowdown, line)
             predicted = line["fixed"] + names[name] * line["per_unit"]
-            print(f"{name}: {names[name]} products, predicted {predicted:+.1%}", flush=True)
+            print(f"{name}: {names[name]} units, predicted {predicted:+.1%}", flush=True)
         info = {
             "base_step_s": step,
             "unit_s": unit,

@@ -100,6 +100,10 @@ def test_no_held_out_a_a_pair_is_regressed_or_improved(name, capsys):
         assert not comparison.interleaved and comparison.calibration == calibration.machine
         for case in comparison.cases:
             for m in case.metrics:
+                if m.verdict == "n/a" and m.note.startswith("not compared: the repeats trained"):
+                    assert m.metric == "final_loss"  # time-limited windows: unequal steps
+                    verdicts["not compared"] = verdicts.get("not compared", 0) + 1
+                    continue
                 if m.verdict == "n/a":
                     continue
                 assert m.noise_floor_source.startswith("calibrated")

@@ -23,6 +23,7 @@ from bench.comparison_rule import (
 from bench.errors import UserError
 from bench.gate.metrics import METRIC_NAMES, METRICS, Metric
 from bench.gate.verdict import NOT_APPLICABLE, MetricResult, compare_groups
+from bench.results.metrics import metric_value
 from bench.results.store import (
     ENV,
     MANIFEST,
@@ -321,6 +322,16 @@ def _compare_metric(
     floor: NoiseFloor | None,
 ) -> MetricResult:
     """One metric of a case; ``floor`` None: interleaved sides, paired by round (repeat)."""
+    if metric.name == "final_loss" and (unequal := _unequal_training(base, cand)):
+        return MetricResult(
+            metric=metric.name,
+            label=metric.label,
+            unit=metric.unit,
+            lower_is_better=metric.lower_is_better,
+            verdict=NOT_APPLICABLE,
+            note=unequal,
+            threshold=threshold,
+        )
     base_groups: list[list[float]] = []
     cand_groups: list[list[float]] = []
     if floor is None:
@@ -343,4 +354,18 @@ def _compare_metric(
         seed,
         interleaved=floor is None,
         noise_floor=floor,
+    )
+
+
+def _unequal_training(base: list[dict[str, Any]], cand: list[dict[str, Any]]) -> str | None:
+    """Why the final losses of these records say nothing about the code, or None: a loss after
+    more steps is lower, and a window that ends on time (``max_time_s``) or on its interval
+    (``ci_target``) trains a slower side for fewer steps. So final loss is compared only where
+    every repeat of both sides trained the same number of steps."""
+    steps = {metric_value(r, "steps_trained") for r in [*base, *cand]}
+    if len(steps) <= 1 or None in steps:
+        return None
+    return (
+        f"not compared: the repeats trained {min(steps)} to {max(steps)} steps (the window's stop "
+        "rule); a loss is compared at equal steps only (set min_steps = max_steps)"
     )
