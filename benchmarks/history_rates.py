@@ -30,10 +30,20 @@ SCALES = (1.1, 1.25, 1.5, 2.0)
 NO_RESULTS = Path("/nonexistent-results")
 
 
+# The recorded nightly histories: 24 runs of unchanged code, then 8 of a real slower commit.
+# history: both cores shared with other sessions; history_quiet: pinned to a core kept quiet.
+NIGHTLY = ("history", "history_quiet")
+
+
 def unchanged_histories() -> dict[str, list[Run]]:
-    nightly = find_runs([str(FIXTURES / "history" / "runs")], NO_RESULTS)
-    aa = find_runs([str(FIXTURES / "aa" / "r2"), str(FIXTURES / "aa" / "r3")], NO_RESULTS)
-    return {"history fixture, runs 1-24": nightly[:24], "aa fixture, 24 runs": aa}
+    found = {}
+    for name in NIGHTLY:
+        if (FIXTURES / name / "runs").is_dir():
+            nightly = find_runs([str(FIXTURES / name / "runs")], NO_RESULTS)
+            found[f"{name} fixture, runs 1-24"] = nightly[:24]
+    for label, sets in (("aa fixture, 24 runs", ("r2", "r3")), ("aa quiet core, 24", ("q2", "q3"))):
+        found[label] = find_runs([str(FIXTURES / "aa" / s) for s in sets], NO_RESULTS)
+    return found
 
 
 def scaled(runs: list[Run], case_id: str, start: int, factor: float) -> list[Run]:
@@ -103,20 +113,25 @@ def main() -> None:
         print(f"x{factor}: found at the run {hits}/{trials}, within one run {early}/{trials}")
         for name, counts in per_history.items():
             print(f"    {name}: {counts['exact']}/{counts['trials']}, {counts['within_1']}")
-    runs = find_runs([str(FIXTURES / "history" / "runs")], NO_RESULTS)
-    whole = history(runs, ["step_time"])
-    points = {s.label: [c.index for c in s.change_points] for s in whole.series}
-    alarm_nights = {s.label: [] for s in whole.series}
-    for n in range(25, len(runs) + 1):
-        for s in history(runs[:n], ["step_time"]).series:
-            if s.alert:
-                alarm_nights[s.label].append(n)
-    summary["real_commit"] = {
-        "first_slower_index": 24,
-        "change_points": points,
-        "alarm_nights": alarm_nights,
-    }
-    print(f"real slower commit at index 24: change points {points}; alarms {alarm_nights}")
+    for name in NIGHTLY:
+        if not (FIXTURES / name / "runs").is_dir():
+            continue
+        runs = find_runs([str(FIXTURES / name / "runs")], NO_RESULTS)
+        whole = history(runs, ["step_time"])
+        points = {s.label: [c.index for c in s.change_points] for s in whole.series}
+        alarm_nights = {s.label: [] for s in whole.series}
+        for n in range(25, len(runs) + 1):
+            for s in history(runs[:n], ["step_time"]).series:
+                if s.alert:
+                    alarm_nights[s.label].append(n)
+        summary["real_commit"][name] = {
+            "first_slower_index": 24,
+            "change_points": points,
+            "alarm_nights": alarm_nights,
+        }
+        print(
+            f"{name}: real slower commit at index 24: change points {points}; alarms {alarm_nights}"
+        )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -42,6 +42,17 @@ class PeakMemory:
         }
 
 
+def _storage(tensor: torch.Tensor) -> int | None:
+    """The address of a tensor's storage (of its local shard for a DTensor), or None where it
+    has none: FSDP2 resizes the storage of unsharded parameters to nothing between uses, and
+    torch then refuses to read its data pointer."""
+    local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+    try:
+        return local.untyped_storage().data_ptr()
+    except RuntimeError:
+        return None
+
+
 def _vm_hwm() -> int | None:
     for line in _STATUS.read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -117,12 +128,13 @@ class PhaseMemory:
         activations. Tensors a compiled graph saves go through the same hook (AOTAutograd saves
         them with ``save_for_backward``), so the figure shows what compilation saves or adds.
         Device-independent: the same figure on a CPU and on CUDA."""
-        parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        parameters = {_storage(p) for p in model.parameters()}
         saved: dict[int, int] = {}
 
         def pack(tensor: torch.Tensor) -> torch.Tensor:
-            storage = tensor.untyped_storage().data_ptr()
-            if storage not in parameters:
+            storage = _storage(tensor)
+            # None: a storage FSDP2 frees after use (its all-gathered weights), not an activation.
+            if storage is not None and storage not in parameters:
                 size = tensor.numel() * tensor.element_size()
                 saved[storage] = max(saved.get(storage, 0), size)
             return tensor
