@@ -160,3 +160,38 @@ def test_a_change_in_the_last_nights_fails_the_newest_runs(runs, start):
     )
     assert [c.index for c in series.change_points] == [start]
     assert series.alert and series.newest.num_runs_base == start
+
+
+def test_on_a_quiet_core_the_real_slower_commit_is_found_at_its_run():
+    """tests/fixtures/history_quiet: the same 24 + 8 runs made on a core kept quiet. The user's
+    workload's change point is the slower commit's first run exactly (collection.json says which
+    run that is), the untouched MLP has none, and the nightly job alarms from the first night
+    whose newest 3 runs are all of the slower commit (--last 3) until the change point is behind
+    them."""
+    import json
+
+    quiet = find_runs([str(FIXTURES / "history_quiet" / "runs")], NO_RESULTS)
+    made = json.loads((FIXTURES / "history_quiet" / "collection.json").read_text())
+    first_slower = [r.run_id for r in quiet].index(made["first_slower_run"])
+    assert first_slower == made["unchanged"] == 24
+    by_case = {s.case_id: s for s in history(quiet, ["step_time"]).series}
+    assert [c.index for c in by_case[TUTORIAL].change_points] == [first_slower]
+    assert by_case[MLP].change_points == []
+    found = by_case[TUTORIAL].change_points[0]
+    medians = run_medians(quiet, TUTORIAL)
+    # The segment before it starts at E-Divisive's previous split (a drift of 3.2 to 3.3 ms
+    # there, under the threshold: not kept as a change point), the one after runs to the end.
+    before = found.change.num_runs_base
+    assert 3 <= before <= first_slower and found.change.num_runs_cand == len(quiet) - first_slower
+    assert found.change.base_median == pytest.approx(
+        np.median(medians[first_slower - before : first_slower])
+    )
+    assert found.change.cand_median == pytest.approx(np.median(medians[first_slower:]))
+    assert found.change.verdict == "regressed"
+    alarms = {case: [] for case in (TUTORIAL, MLP)}
+    for night in range(first_slower + 1, len(quiet) + 1):
+        for s in history(quiet[:night], ["step_time"]).series:
+            if s.alert:
+                alarms[s.case_id].append(night)
+    assert alarms[MLP] == []
+    assert alarms[TUTORIAL][0] == first_slower + 3  # the night the newest 3 are all slower
