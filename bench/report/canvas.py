@@ -186,15 +186,7 @@ def interval_bars(
                 hatch=None if c.resolved else "//",
                 edgecolor=colours[j],
             )
-            ax.errorbar(
-                position,
-                c.value,
-                yerr=[[c.value - c.low], [c.high - c.value]],
-                fmt="none",
-                ecolor="black",
-                capsize=3,
-                linewidth=1,
-            )
+            rule_errorbar(ax, position, c)
     if no_difference:
         ax.axhline(1.0, color="grey", linewidth=1, linestyle="--")
     ax.set_xticks(range(len(xs)), xs, rotation=30, ha="right")
@@ -202,3 +194,16 @@ def interval_bars(
     ax.set_ylabel(ylabel)
     if hue:  # solid patches: a level's first bar may be a pale, unresolved one
         ax.legend(handles=[Patch(color=c, label=lv) for c, lv in zip(colours, levels)], title=hue)
+
+
+def rule_errorbar(ax: Any, x: Any, c: Any) -> None:
+    """The comparison rule's 95% interval of ``c`` (value, low, high) as an error bar at ``x``."""
+    ax.errorbar(
+        x,
+        c.value,
+        yerr=[[c.value - c.low], [c.high - c.value]],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+        linewidth=1,
+    )

@@ -26,6 +26,7 @@ from bench.report.canvas import (
     log_if_wide,
     panels,
     plt,
+    rule_errorbar,
     setting_text,
 )
 from bench.report.comparisons import EFFICIENCY, BreakEven, break_even, case_comparisons
@@ -234,15 +235,7 @@ def scaling_figure(cases: pd.DataFrame, axes: list[str]) -> Plot | None:
     sns.lineplot(data=data, x="nproc", y="efficiency", hue="curve", marker="o", ax=ax1)
     for nproc, c in zip(data["nproc"], data["rule"]):
         if c is not None:  # the rule's 95% interval of the efficiency
-            ax1.errorbar(
-                nproc,
-                c.value,
-                yerr=[[c.value - c.low], [c.high - c.value]],
-                fmt="none",
-                ecolor="black",
-                capsize=3,
-                linewidth=1,
-            )
+            rule_errorbar(ax1, nproc, c)
     ax1.axhline(1.0, color="grey", linestyle="--", linewidth=1)
     ax1.set_ylabel("scaling efficiency")
     sns.lineplot(data=data, x="nproc", y="peak_mib", hue="curve", marker="o", ax=ax2)
