@@ -8,7 +8,7 @@ equals the parameter count of the built model for every size.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.errors import ConfigError
 from bench.spec.app_shapes import (  # the names catalog had stay importable from it
@@ -255,18 +255,13 @@ def _zoo_info(zoo: str, description: str) -> WorkloadInfo:
 
 # hf:NAME_OR_PATH (bench/spec/hf_source.py, bench/workloads/hf.py): transformers' causal LMs on
 # gpt's text; the sizes are gpt's, for the models built from a config alone (hf:gpt2, hf:llama).
-HF_INFO = WorkloadInfo(
+HF_INFO = replace(
+    WORKLOADS["gpt"],
     name="hf",
     description=(
         "Hugging Face causal LMs: hf:DIR, hf:HUB_ID (local cache), hf:gpt2 / hf:llama / ... "
         "from a config (random init); nothing downloaded"
     ),
-    sizes=GPT_SIZES,
-    default_size="mini",
-    default_batch_size=16,
-    data=("auto", "stdlib", "docs", "text", "synthetic"),
-    language=True,
-    eval_metrics=("loss", "perplexity"),
     # corpus: pretrain on the stdlib's source, continue on the case's data (as gpt); own: tune
     # the weights the model's files hold on the case's data, no pretraining phase.
     finetune_tasks=("corpus", "own"),
